@@ -1,0 +1,159 @@
+// Mixing: examples of four different tasks (different heads, label counts and losses) computed in
+// one batch give each example the logits, and each slot the gradients, of four separate passes.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include <ATen/ATen.h>
+
+#include "tests/unit/engine/engine_fixture.h"
+#include "worker/engine/batch_builder.h"
+#include "worker/engine/bitfit_model.h"
+
+namespace bitfleet::engine {
+namespace {
+
+using common::TaskType;
+
+struct TaskData {
+  int slot;
+  TaskType task;
+  int64_t outputs;
+  std::vector<std::vector<int32_t>> ids, token_labels;
+  std::vector<std::vector<uint8_t>> types;
+  std::vector<int64_t> labels;
+  std::vector<float> targets;
+};
+
+TaskData make_task(int slot, TaskType task, int64_t outputs, int n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  TaskData d{slot, task, outputs};
+  for (int i = 0; i < n; ++i) {
+    int len = 3 + static_cast<int>(rng() % 18);
+    std::vector<int32_t> ids(len), tok(len, -100);
+    std::vector<uint8_t> types(len, 0);
+    for (int t = 0; t < len; ++t) {
+      ids[t] = 5 + static_cast<int32_t>(rng() % 290);
+      types[t] = t > len / 2;
+      if (t > 0 && t + 1 < len) tok[t] = static_cast<int32_t>(rng() % outputs);
+    }
+    d.ids.push_back(ids);
+    d.types.push_back(types);
+    d.token_labels.push_back(tok);
+    d.labels.push_back(static_cast<int64_t>(rng() % outputs));
+    d.targets.push_back(static_cast<float>(rng() % 1000) / 200.0f);
+  }
+  return d;
+}
+
+SegmentInput segment(const TaskData& d) {
+  SegmentInput s;
+  s.slot = d.slot;
+  s.task = d.task;
+  s.num_outputs = d.outputs;
+  int64_t labelled = 0;
+  for (size_t i = 0; i < d.ids.size(); ++i) {
+    ExampleRef e;
+    e.ids = d.ids[i];
+    e.type_ids = d.types[i];
+    e.label = d.labels[i];
+    e.target = d.targets[i];
+    e.token_labels = d.token_labels[i];
+    for (int32_t l : d.token_labels[i]) labelled += l != -100;
+    s.examples.push_back(e);
+  }
+  s.loss_scale = d.task == TaskType::kTokenClassification ? 1.0 / labelled : 1.0 / d.ids.size();
+  return s;
+}
+
+class MixingTest : public ::testing::TestWithParam<Architecture> {
+ protected:
+  void SetUp() override {
+    backbone_ = testing::random_backbone(dir_, GetParam());
+    ASSERT_NE(backbone_, nullptr);
+    model_ = std::make_unique<BitFitModel>(*backbone_, ModelOptions{.slots = 4, .max_labels = 8});
+    tasks_ = {make_task(0, TaskType::kClassification, 2, 5, 1), make_task(1, TaskType::kClassification, 5, 3, 2),
+              make_task(2, TaskType::kRegression, 1, 4, 3), make_task(3, TaskType::kTokenClassification, 3, 6, 4)};
+    for (const auto& t : tasks_) model_->reset_slot(t.slot, t.task, t.outputs, 100 + t.slot);
+  }
+
+  // Runs forward and backward on the given tasks from zero gradients; returns logits per task.
+  std::vector<at::Tensor> step(const std::vector<const TaskData*>& tasks) {
+    model_->grads().zero_();
+    std::vector<SegmentInput> inputs;
+    for (const auto* t : tasks) inputs.push_back(segment(*t));
+    BatchBuilder builder(backbone_->config(), c10::kCPU, static_cast<int32_t>(backbone_->config().pad_token_id));
+    Batch batch = builder.build(inputs);
+    ForwardOutput out = model_->forward(batch);
+    model_->backward(out);
+    std::vector<at::Tensor> logits;
+    for (auto& l : out.logits) logits.push_back(l.detach().clone());
+    return logits;
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<Backbone> backbone_;
+  std::unique_ptr<BitFitModel> model_;
+  std::vector<TaskData> tasks_;
+};
+
+TEST_P(MixingTest, OneBatchEqualsSeparatePassesPerSlot) {
+  std::vector<const TaskData*> all;
+  for (const auto& t : tasks_) all.push_back(&t);
+  std::vector<at::Tensor> mixed_logits = step(all);
+  at::Tensor mixed_grads = model_->grads().clone();
+  for (size_t i = 0; i < tasks_.size(); ++i) {
+    std::vector<at::Tensor> alone = step({&tasks_[i]});
+    const int slot = tasks_[i].slot;
+    EXPECT_LE((alone[0] - mixed_logits[i]).abs().max().item<float>(), 1e-5f) << "logits of slot " << slot;
+    at::Tensor want = model_->grads()[slot];
+    const float scale = std::max(want.abs().max().item<float>(), 1e-12f);
+    EXPECT_LE((mixed_grads[slot] - want).abs().max().item<float>() / scale, 1e-5f) << "gradients of slot " << slot;
+    EXPECT_GT(want.abs().sum().item<float>(), 0.0f);
+    // A pass over one slot leaves every other slot's gradients at zero.
+    for (int other = 0; other < 4; ++other) {
+      if (other != slot) {
+        EXPECT_EQ(model_->grads()[other].abs().sum().item<float>(), 0.0f);
+      }
+    }
+  }
+}
+
+// Bit for bit on CPU: a slot's numbers do not depend on which slots share its batch. This is what
+// lets a job move to another worker group mid-run and finish exactly as it would have.
+TEST_P(MixingTest, SlotResultsDoNotDependOnBatchCompanionsBitForBit) {
+  std::vector<const TaskData*> all;
+  for (const auto& t : tasks_) all.push_back(&t);
+  std::vector<at::Tensor> mixed_logits = step(all);
+  at::Tensor mixed_grads = model_->grads().clone();
+  for (size_t i = 0; i < tasks_.size(); ++i) {
+    std::vector<at::Tensor> alone = step({&tasks_[i]});
+    EXPECT_TRUE(at::equal(alone[0], mixed_logits[i])) << "logits of slot " << tasks_[i].slot;
+    EXPECT_TRUE(at::equal(model_->grads()[tasks_[i].slot], mixed_grads[tasks_[i].slot]))
+        << "gradients of slot " << tasks_[i].slot;
+  }
+}
+
+TEST_P(MixingTest, FrozenWeightsNeverRequireOrReceiveGradients) {
+  std::vector<const TaskData*> all;
+  for (const auto& t : tasks_) all.push_back(&t);
+  step(all);
+  std::vector<at::Tensor> frozen = {backbone_->word_embeddings, backbone_->position_embeddings,
+                                    backbone_->token_type_embeddings, backbone_->embeddings_ln_w};
+  for (const auto& l : backbone_->layers) {
+    for (const at::Tensor* t : {&l.query_w, &l.key_w, &l.value_w, &l.attn_out_w, &l.attn_ln_w, &l.inter_w,
+                                &l.out_w, &l.out_ln_w, &l.query_b, &l.out_ln_b}) {
+      frozen.push_back(*t);
+    }
+  }
+  for (const auto& t : frozen) {
+    EXPECT_FALSE(t.requires_grad());
+    EXPECT_FALSE(t.grad().defined());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Architectures, MixingTest, ::testing::Values(Architecture::kBert, Architecture::kRoberta),
+                         [](const auto& info) { return info.param == Architecture::kBert ? "Bert" : "Roberta"; });
+
+}  // namespace
+}  // namespace bitfleet::engine

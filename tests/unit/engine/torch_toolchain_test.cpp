@@ -1,0 +1,26 @@
+// The toolchain: bitfleet's C++ links the torch wheel's LibTorch and runs its ops.
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+
+TEST(TorchToolchainTest, MatmulFromCppGivesTheKnownProduct) {
+  at::Tensor a = at::arange(4, at::kFloat).view({2, 2});  // [[0, 1], [2, 3]]
+  at::Tensor p = at::matmul(a, a);                          // [[2, 3], [6, 11]]
+  EXPECT_FLOAT_EQ(p[0][0].item<float>(), 2.0f);
+  EXPECT_FLOAT_EQ(p[1][1].item<float>(), 11.0f);
+}
+
+// The BLAS property the packed batch relies on (worker/engine/batch.h): a GEMM's rows are
+// bit-identical whatever the row count, for row counts that are multiples of 16. If a LibTorch or
+// MKL upgrade breaks this, jobs stop reproducing bit for bit across worker groups; this says so.
+TEST(TorchToolchainTest, LinearRowsDoNotDependOnRowCountAtMultiplesOf16) {
+  at::manual_seed(0);
+  for (auto [k, n] : {std::pair<int64_t, int64_t>{32, 37}, {384, 1536}, {1536, 384}}) {
+    at::Tensor w = at::randn({n, k}), x = at::randn({512, k});
+    at::Tensor all = at::linear(x, w);
+    for (int64_t m : {16, 32, 48, 128, 496}) {
+      EXPECT_TRUE(at::equal(at::linear(x.narrow(0, 0, m), w), all.narrow(0, 0, m))) << k << "x" << n << " M=" << m;
+      EXPECT_TRUE(at::equal(at::linear(x.narrow(0, 16, m), w), all.narrow(0, 16, m))) << "offset rows, M=" << m;
+    }
+  }
+}

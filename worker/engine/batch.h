@@ -1,0 +1,53 @@
+// Batch: one training or evaluation step's inputs, laid out for BitFitModel.
+//
+// Token rows are packed: a batch is a sequence of segments, one per slot, and a segment's
+// examples are padded only to that segment's longest example. Row r of every per-row tensor is
+// one token position of one example. Per-token work (embeddings, LayerNorm, every linear layer,
+// the bias-table gathers) runs over all rows at once; attention, the pooler and the heads run per
+// segment. A slot's arithmetic therefore never depends on which other slots share the step, which
+// is what lets a job move between worker groups and still reproduce its trajectory bit for bit on
+// CPU. One condition comes from the BLAS: a GEMM's row i is bit-identical whatever the row count M
+// only for M a multiple of 16 (MKL takes other kernels for small M; tests/unit/engine pins this),
+// so the builder pads the row count to a multiple of 16 with rows that belong to no segment.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <ATen/Tensor.h>
+
+#include "common/job_spec.h"
+
+namespace bitfleet::engine {
+
+struct BatchSegment {
+  int slot = 0;
+  common::TaskType task = common::TaskType::kClassification;
+  int64_t num_outputs = 2;
+  int64_t row_begin = 0;  // rows [row_begin, row_begin + examples * seq_len)
+  int64_t examples = 0;
+  int64_t seq_len = 0;
+  at::Tensor attention_mask;  // [examples, seq_len] bool on the device: true for real tokens
+  // classification: [examples] int64; regression: [examples] float;
+  // token classification: [examples, seq_len] int64 with -100 where no label applies.
+  // Undefined for inference.
+  at::Tensor labels;
+  // The segment's loss is the sum over its examples (tokens) times this: 1 / the job's global
+  // batch (or labelled tokens), so that a SUM all-reduce over ranks gives the global mean.
+  double loss_scale = 1.0;
+};
+
+struct Batch {
+  at::Tensor input_ids;       // [rows] int64
+  at::Tensor token_type_ids;  // [rows] int64
+  at::Tensor position_ids;    // [rows] int64
+  at::Tensor row_slots;       // [rows] int64: the slot of each row, indexing the bias tables
+  at::Tensor first_rows;      // [examples of sequence tasks] int64: each example's first row
+  std::vector<BatchSegment> segments;
+  int64_t rows = 0;          // all rows, padding included: a multiple of kRowMultiple
+  int64_t segment_rows = 0;  // rows that belong to a segment; the rest are padding
+
+  static constexpr int64_t kRowMultiple = 16;
+};
+
+}  // namespace bitfleet::engine

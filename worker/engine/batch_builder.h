@@ -1,0 +1,52 @@
+// BatchBuilder: packs tokenized examples, grouped by slot, into a Batch on the device.
+//
+// Each segment's examples are padded to that segment's longest example (see batch.h). Host
+// staging buffers are kept between calls (pinned when the device is a GPU), so a steady-state
+// step allocates no host memory and copies each input to the device once, asynchronously.
+// Thread-safety: one builder per training loop.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include <c10/core/Device.h>
+
+#include "common/job_spec.h"
+#include "worker/engine/backbone_config.h"
+#include "worker/engine/batch.h"
+
+namespace bitfleet::engine {
+
+// One tokenized example, viewed (not owned).
+struct ExampleRef {
+  std::span<const int32_t> ids;
+  std::span<const uint8_t> type_ids;
+  int64_t label = 0;                       // classification
+  float target = 0.0f;                     // regression
+  std::span<const int32_t> token_labels;   // token classification: one per id, -100 for none
+};
+
+struct SegmentInput {
+  int slot = 0;
+  common::TaskType task = common::TaskType::kClassification;
+  int64_t num_outputs = 2;
+  std::vector<ExampleRef> examples;
+  double loss_scale = 1.0;
+  bool with_labels = true;
+};
+
+class BatchBuilder {
+ public:
+  BatchBuilder(const BackboneConfig& config, c10::Device device, int32_t pad_id);
+
+  Batch build(const std::vector<SegmentInput>& segments);
+
+ private:
+  BackboneConfig config_;
+  c10::Device device_;
+  int32_t pad_id_;
+  std::vector<int64_t> ids_, types_, positions_, slots_, first_rows_;
+};
+
+}  // namespace bitfleet::engine

@@ -1,0 +1,263 @@
+#include "worker/engine/bitfit_model.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/grad_mode.h>
+
+namespace bitfleet::engine {
+
+using common::BiasKind;
+using common::TaskType;
+
+namespace {
+
+int table_layer(BiasKind kind, int layer) { return is_per_layer(kind) ? layer : 0; }
+
+}  // namespace
+
+BitFitModel::BitFitModel(const Backbone& backbone, ModelOptions options)
+    : backbone_(backbone),
+      options_(options),
+      layout_(backbone.config(), options.table_kinds, options.max_labels),
+      compute_dtype_(backbone.dtype()) {
+  const int64_t S = options_.slots, row = layout_.row_size();
+  auto fp32 = at::TensorOptions().dtype(at::kFloat).device(backbone.device());
+  params_ = at::zeros({S, row}, fp32);
+  grad_buffer_ = at::zeros({S * row + S}, fp32);
+  grads_ = grad_buffer_.narrow(0, 0, S * row).view({S, row});
+
+  // Leaves are views into params_, and their .grad views into grads_: AccumulateGrad adds into an
+  // existing .grad in place, so backward writes straight into the flat buffer.
+  auto leaf = [&](int64_t offset, at::IntArrayRef shape, at::IntArrayRef strides) {
+    at::Tensor t = params_.as_strided(shape, strides, offset).detach().requires_grad_(true);
+    t.mutable_grad() = grads_.as_strided(shape, strides, offset);
+    return t;
+  };
+  const auto& config = backbone.config();
+  tables_.assign(common::kNumBiasKinds, std::vector<at::Tensor>(config.layers));
+  for (const auto& seg : layout_.segments()) {
+    if (!seg.bias_kind) continue;
+    tables_[static_cast<int>(*seg.bias_kind)][table_layer(*seg.bias_kind, seg.layer)] =
+        leaf(seg.offset, {S, seg.numel()}, {row, 1});
+  }
+  heads_.assign(S, std::vector<at::Tensor>(4));
+  for (int64_t s = 0; s < S; ++s) {
+    for (const auto& seg : layout_.segments()) {
+      if (!seg.head_part) continue;
+      std::vector<int64_t> strides(seg.shape.size(), 1);
+      for (int i = static_cast<int>(seg.shape.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * seg.shape[i + 1];
+      heads_[s][static_cast<int>(*seg.head_part)] = leaf(s * row + seg.offset, seg.shape, strides);
+    }
+  }
+}
+
+const at::Tensor& BitFitModel::head_leaf(int slot, HeadPart part) const {
+  return heads_[slot][static_cast<int>(part)];
+}
+
+void BitFitModel::reset_slot(int slot, TaskType task, int64_t num_outputs, uint64_t seed) {
+  at::NoGradGuard no_grad;
+  at::Tensor row = params_[slot];
+  row.zero_();
+  for (const auto& seg : layout_.segments()) {
+    if (seg.bias_kind) {
+      row.narrow(0, seg.offset, seg.numel()).copy_(backbone_.pretrained_bias(*seg.bias_kind, seg.layer));
+    }
+  }
+  const int64_t H = backbone_.config().hidden;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto draw = [&](int64_t rows) { return at::empty({rows, H}, at::kFloat).normal_(0.0, 0.02, gen); };
+  if (layout_.task_uses(task, HeadPart::kDenseWeight)) {
+    const auto* dense = layout_.head(HeadPart::kDenseWeight);
+    row.narrow(0, dense->offset, H * H).copy_(draw(H).view(-1));
+  }
+  const auto* cls = layout_.head(HeadPart::kClassifierWeight);
+  row.narrow(0, cls->offset, num_outputs * H).copy_(draw(num_outputs).view(-1));
+}
+
+std::vector<std::pair<std::string, at::Tensor>> BitFitModel::export_slot(int slot, TaskType task,
+                                                                         int64_t num_outputs,
+                                                                         common::BiasKindSet kinds,
+                                                                         bool gradients) const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  at::Tensor row = (gradients ? grads_ : params_)[slot].to(at::kCPU);
+  for (const auto& seg : layout_.segments()) {
+    if (seg.bias_kind && (!kinds.test(static_cast<int>(*seg.bias_kind)) || !layout_.task_uses(task, *seg.bias_kind))) continue;
+    if (seg.head_part && !layout_.task_uses(task, *seg.head_part)) continue;
+    auto shape = layout_.task_shape(seg, num_outputs);
+    int64_t numel = 1;
+    for (auto d : shape) numel *= d;
+    out.emplace_back(layout_.hf_name(seg, task), row.narrow(0, seg.offset, numel).view(shape).clone());
+  }
+  return out;
+}
+
+Result<int> BitFitModel::import_slot(int slot, TaskType task, int64_t num_outputs,
+                                     const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
+  at::NoGradGuard no_grad;
+  at::Tensor row = params_[slot];
+  int copied = 0;
+  for (const auto& [name, value] : tensors) {
+    for (const auto& seg : layout_.segments()) {
+      if (layout_.hf_name(seg, task) != name) continue;
+      if (seg.head_part && !layout_.task_uses(task, *seg.head_part)) continue;
+      auto shape = layout_.task_shape(seg, num_outputs);
+      if (value.sizes() != at::IntArrayRef(shape)) {
+        return invalid_argument("tensor \"" + name + "\" has shape " + std::to_string(value.numel()) +
+                                " elements in " + std::to_string(value.dim()) + " dimensions, expected [" +
+                                std::to_string(shape[0]) + (shape.size() > 1 ? ", " + std::to_string(shape[1]) : "") + "]");
+      }
+      row.narrow(0, seg.offset, value.numel()).copy_(value.reshape(-1));
+      ++copied;
+    }
+  }
+  return copied;
+}
+
+Status BitFitModel::supports(TaskType task) const {
+  if (backbone_.config().architecture == Architecture::kBert && task != TaskType::kTokenClassification &&
+      !backbone_.has_pooler()) {
+    return invalid_argument("the backbone checkpoint has no pooler (pooler.dense.*), which BERT's " +
+                            std::string(common::task_type_name(task)) + " head needs");
+  }
+  return Status::ok();
+}
+
+// Bias rows for every token row: [rows, width] from the table, or the shared frozen vector.
+at::Tensor BitFitModel::gathered_bias(BiasKind kind, int layer, const at::Tensor& shared,
+                                      const at::Tensor& row_slots) const {
+  const at::Tensor& table = tables_[static_cast<int>(kind)][table_layer(kind, layer)];
+  if (!table.defined()) return shared;
+  at::Tensor rows = table.index_select(0, row_slots);
+  return rows.scalar_type() == compute_dtype_ ? rows : rows.to(compute_dtype_);
+}
+
+at::Tensor BitFitModel::linear(const at::Tensor& x, const at::Tensor& w, BiasKind kind, int layer,
+                               const at::Tensor& shared_bias, const at::Tensor& row_slots) const {
+  return at::linear(x, w) + gathered_bias(kind, layer, shared_bias, row_slots);
+}
+
+at::Tensor BitFitModel::layer_norm(const at::Tensor& x, const at::Tensor& gamma, BiasKind kind, int layer,
+                                   const at::Tensor& shared_beta, const at::Tensor& row_slots) const {
+  const double eps = backbone_.config().layer_norm_eps;
+  return at::layer_norm(x, {x.size(-1)}, gamma, {}, eps) + gathered_bias(kind, layer, shared_beta, row_slots);
+}
+
+// Self-attention, segment by segment: each segment's examples attend within their own padding.
+at::Tensor BitFitModel::attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                                  const Batch& batch) const {
+  const auto& c = backbone_.config();
+  std::vector<at::Tensor> outputs;
+  outputs.reserve(batch.segments.size());
+  for (const auto& seg : batch.segments) {
+    const int64_t rows = seg.examples * seg.seq_len;
+    auto heads = [&](const at::Tensor& t) {
+      return t.narrow(0, seg.row_begin, rows).view({seg.examples, seg.seq_len, c.heads, c.head_dim()}).transpose(1, 2);
+    };
+    at::Tensor mask = seg.attention_mask.view({seg.examples, 1, 1, seg.seq_len});
+    at::Tensor out = at::scaled_dot_product_attention(heads(q), heads(k), heads(v), mask);
+    outputs.push_back(out.transpose(1, 2).reshape({rows, c.hidden}));
+  }
+  if (batch.rows > batch.segment_rows) {  // padding rows attend to nothing
+    outputs.push_back(at::zeros({batch.rows - batch.segment_rows, c.hidden}, q.options()));
+  }
+  return outputs.size() == 1 ? outputs[0] : at::cat(outputs, 0);
+}
+
+at::Tensor BitFitModel::head_logits(const BatchSegment& seg, const at::Tensor& hidden,
+                                    const at::Tensor& pooled_rows) const {
+  const at::Tensor& w = head_leaf(seg.slot, HeadPart::kClassifierWeight);
+  const at::Tensor& b = head_leaf(seg.slot, HeadPart::kClassifierBias);
+  at::Tensor wn = w.narrow(0, 0, seg.num_outputs), bn = b.narrow(0, 0, seg.num_outputs);
+  if (seg.task == TaskType::kTokenClassification) {
+    at::Tensor h = hidden.narrow(0, seg.row_begin, seg.examples * seg.seq_len).to(at::kFloat);
+    return at::linear(h, wn, bn).view({seg.examples, seg.seq_len, seg.num_outputs});
+  }
+  at::Tensor h = pooled_rows.to(at::kFloat);
+  if (backbone_.config().architecture == Architecture::kRoberta) {
+    h = at::tanh(at::linear(h, head_leaf(seg.slot, HeadPart::kDenseWeight), head_leaf(seg.slot, HeadPart::kDenseBias)));
+  }
+  at::Tensor logits = at::linear(h, wn, bn);
+  return seg.task == TaskType::kRegression ? logits.squeeze(-1) : logits;
+}
+
+ForwardOutput BitFitModel::forward(const Batch& batch) {
+  const auto& c = backbone_.config();
+  const Backbone& w = backbone_;
+  const at::Tensor& slots = batch.row_slots;
+
+  // Embeddings, summed in Hugging Face's order: (word + token type) + position.
+  at::Tensor x = w.word_embeddings.index_select(0, batch.input_ids) +
+                 w.token_type_embeddings.index_select(0, batch.token_type_ids);
+  x = x + w.position_embeddings.index_select(0, batch.position_ids);
+  x = layer_norm(x, w.embeddings_ln_w, BiasKind::kEmbeddingsLayerNorm, -1, w.embeddings_ln_b, slots);
+
+  for (int l = 0; l < c.layers; ++l) {
+    const EncoderLayerWeights& L = w.layers[l];
+    at::Tensor q = linear(x, L.query_w, BiasKind::kQuery, l, L.query_b, slots);
+    at::Tensor k = linear(x, L.key_w, BiasKind::kKey, l, L.key_b, slots);
+    at::Tensor v = linear(x, L.value_w, BiasKind::kValue, l, L.value_b, slots);
+    at::Tensor context = attention(q, k, v, batch);
+    at::Tensor a = linear(context, L.attn_out_w, BiasKind::kAttentionOutput, l, L.attn_out_b, slots);
+    x = layer_norm(a + x, L.attn_ln_w, BiasKind::kAttentionLayerNorm, l, L.attn_ln_b, slots);
+    at::Tensor h = linear(x, L.inter_w, BiasKind::kIntermediate, l, L.inter_b, slots);
+    switch (c.activation) {
+      case Activation::kGeluErf: h = at::gelu(h); break;
+      case Activation::kGeluTanh: h = at::gelu(h, "tanh"); break;
+      case Activation::kRelu: h = at::relu(h); break;
+    }
+    at::Tensor o = linear(h, L.out_w, BiasKind::kOutput, l, L.out_b, slots);
+    x = layer_norm(o + x, L.out_ln_w, BiasKind::kOutputLayerNorm, l, L.out_ln_b, slots);
+  }
+
+  // Sequence heads read each example's first token: BERT through its pooler, RoBERTa directly.
+  // The pooler runs per segment: its row count must not depend on the other segments.
+  at::Tensor first, first_slots;
+  if (batch.first_rows.defined() && batch.first_rows.numel() > 0) {
+    first = x.index_select(0, batch.first_rows);
+    first_slots = slots.index_select(0, batch.first_rows);
+  }
+
+  ForwardOutput out;
+  int64_t first_offset = 0;
+  for (const auto& seg : batch.segments) {
+    at::Tensor pooled;
+    if (seg.task != TaskType::kTokenClassification) {
+      pooled = first.narrow(0, first_offset, seg.examples);
+      if (c.architecture == Architecture::kBert) {
+        TORCH_CHECK(backbone_.has_pooler(), "sequence task on a backbone without pooler; check supports()");
+        pooled = at::tanh(linear(pooled, w.pooler_w, BiasKind::kPooler, -1, w.pooler_b,
+                                 first_slots.narrow(0, first_offset, seg.examples)));
+      }
+      first_offset += seg.examples;
+    }
+    at::Tensor logits = head_logits(seg, x, pooled);
+    out.logits.push_back(logits);
+    if (!seg.labels.defined()) continue;
+    at::Tensor loss;
+    switch (seg.task) {
+      case TaskType::kClassification:
+        loss = at::cross_entropy_loss(logits, seg.labels, {}, at::Reduction::Sum);
+        break;
+      case TaskType::kRegression:
+        loss = (logits - seg.labels).pow(2).sum();
+        break;
+      case TaskType::kTokenClassification:
+        loss = at::cross_entropy_loss(logits.reshape({-1, seg.num_outputs}), seg.labels.reshape(-1), {},
+                                      at::Reduction::Sum, -100);
+        break;
+    }
+    out.losses.push_back(loss * seg.loss_scale);
+  }
+  return out;
+}
+
+void BitFitModel::backward(const ForwardOutput& output) {
+  if (output.losses.empty()) return;
+  at::Tensor total = output.losses[0];
+  for (size_t i = 1; i < output.losses.size(); ++i) total = total + output.losses[i];
+  torch::autograd::backward({total});
+}
+
+}  // namespace bitfleet::engine

@@ -1,0 +1,108 @@
+// BitFitModel: one frozen backbone computing a batch that mixes examples of many tasks, each
+// example using its own slot's bias rows and head.
+//
+// Every bias kind in `table_kinds` becomes a bias table B[S, width], and each slot's head lives
+// beside its biases: all of it is the flat fp32 buffer params() = [S, row_size] (see
+// slot_layout.h). The tables and heads are autograd leaves that are views into params(), and
+// their .grad are the matching views into grads(), so backward accumulates straight into the flat
+// gradient buffer — the one buffer the trainer all-reduces. Frozen weights never require grad, so
+// backward computes input gradients only.
+//
+//   linear:     y = x · Wᵀ + B[slot of row]
+//   layernorm:  y = γ ⊙ (x − μ)/σ + Β[slot of row]
+//   head:       logits = h · H[slot]ᵀ + c[slot]
+//
+// Thread-safety: the training loop's thread only.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/Tensor.h>
+
+#include "common/job_spec.h"
+#include "common/status.h"
+#include "worker/engine/backbone.h"
+#include "worker/engine/batch.h"
+#include "worker/engine/slot_layout.h"
+
+namespace bitfleet::engine {
+
+struct ModelOptions {
+  int64_t slots = 8;
+  int64_t max_labels = 64;
+  common::BiasKindSet table_kinds = common::all_bias_kinds();
+};
+
+struct ForwardOutput {
+  std::vector<at::Tensor> logits;  // per segment: [n, L], [n] (regression) or [n, T, L] (tokens)
+  std::vector<at::Tensor> losses;  // per segment: scalar, scaled by loss_scale; empty without labels
+};
+
+class BitFitModel {
+ public:
+  BitFitModel(const Backbone& backbone, ModelOptions options);
+
+  const SlotLayout& layout() const { return layout_; }
+  const Backbone& backbone() const { return backbone_; }
+  int64_t slots() const { return options_.slots; }
+
+  at::Tensor params() const { return params_; }  // [S, row_size] fp32
+  at::Tensor grads() const { return grads_; }    // [S, row_size] fp32, a view of grad_buffer()
+  // The whole flat buffer the trainer all-reduces: [S * row_size + S], the gradients followed by
+  // one float per slot that the trainer uses for the slot's loss.
+  at::Tensor grad_buffer() const { return grad_buffer_; }
+
+  // Starts a slot over: every bias row set to the pretrained bias, and a new head drawn from a
+  // CPU generator seeded with `seed` (normal(0, 0.02) weights, zero biases, as Hugging Face
+  // initialises one; RoBERTa's dense layer first, then the output layer).
+  void reset_slot(int slot, common::TaskType task, int64_t num_outputs, uint64_t seed);
+
+  // A slot's tensors by Hugging Face name, as the task's model names them: the given bias kinds
+  // (those the task uses) and its head cut to num_outputs; from params(), or from grads() when
+  // `gradients`. fp32 on the CPU.
+  std::vector<std::pair<std::string, at::Tensor>> export_slot(int slot, common::TaskType task,
+                                                              int64_t num_outputs,
+                                                              common::BiasKindSet kinds,
+                                                              bool gradients = false) const;
+  // Copies tensors named as export_slot() names them into the slot; names it does not know are
+  // ignored, shapes must match. Returns how many were copied.
+  Result<int> import_slot(int slot, common::TaskType task, int64_t num_outputs,
+                          const std::vector<std::pair<std::string, at::Tensor>>& tensors);
+
+  // Whether this backbone can run a task (a BERT checkpoint saved without its pooler cannot run
+  // sequence tasks). Callers check before a job enters a slot.
+  Status supports(common::TaskType task) const;
+
+  ForwardOutput forward(const Batch& batch);
+  // Backpropagates the sum of the losses; gradients accumulate into grads().
+  void backward(const ForwardOutput& output);
+
+ private:
+  at::Tensor gathered_bias(common::BiasKind kind, int layer, const at::Tensor& shared,
+                           const at::Tensor& row_slots) const;
+  at::Tensor linear(const at::Tensor& x, const at::Tensor& w, common::BiasKind kind, int layer,
+                    const at::Tensor& shared_bias, const at::Tensor& row_slots) const;
+  at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& gamma, common::BiasKind kind,
+                        int layer, const at::Tensor& shared_beta, const at::Tensor& row_slots) const;
+  at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                       const Batch& batch) const;
+  at::Tensor head_logits(const BatchSegment& segment, const at::Tensor& hidden,
+                         const at::Tensor& pooled_rows) const;
+  const at::Tensor& head_leaf(int slot, HeadPart part) const;
+
+  const Backbone& backbone_;
+  ModelOptions options_;
+  SlotLayout layout_;
+  at::ScalarType compute_dtype_;
+  at::Tensor params_, grad_buffer_, grads_;
+  // tables_[kind][layer] (layer 0 for once-per-model kinds): a leaf [S, width] or undefined.
+  std::vector<std::vector<at::Tensor>> tables_;
+  // heads_[slot][part]: leaves over the slot's head segments (undefined where unused).
+  std::vector<std::vector<at::Tensor>> heads_;
+};
+
+}  // namespace bitfleet::engine

@@ -1,0 +1,123 @@
+// bitfleet-train: train a batch of tasks locally (no coordinator), and tools around the engine.
+//
+//   bitfleet-train describe DIR [--bias-terms X] [--json]
+//   bitfleet-train random-backbone --arch bert|roberta --layers L --hidden H --heads A
+//                  --intermediate I --vocab-size V --out DIR [--seed N] [--max-seq-len N]
+//
+// This file only parses flags and calls the engine.
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/flags.h"
+#include "common/job_spec.h"
+#include "worker/engine/backbone_config.h"
+#include "worker/engine/random_backbone.h"
+
+namespace {
+
+using namespace bitfleet;
+
+constexpr const char* kUsage =
+    "usage: bitfleet-train describe DIR [--bias-terms all|query+intermediate|KIND,KIND...] [--json]\n"
+    "       bitfleet-train random-backbone --arch bert|roberta --layers L --hidden H --heads A\n"
+    "                      --intermediate I --vocab-size V --out DIR [--seed N] [--max-seq-len N]\n";
+
+int fail(const Status& s) {
+  std::cerr << "bitfleet-train: " << s.message() << "\n";
+  return s.code() == StatusCode::kInvalidArgument ? 2 : 1;
+}
+
+Result<common::BiasKindSet> parse_bias_terms(const std::string& text) {
+  nlohmann::json j;
+  if (text == "all" || text == "query+intermediate") {
+    j = text;
+  } else {
+    j = nlohmann::json::array();
+    size_t start = 0;
+    while (start <= text.size()) {
+      size_t comma = text.find(',', start);
+      j.push_back(text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+  nlohmann::json request = {{"backbone", "x"}, {"train_file", "x"},
+                            {"task", {{"type", "regression"}, {"text_fields", {"t"}}, {"label_field", "y"}}},
+                            {"hyperparameters", {{"bias_terms", j}}}};
+  auto parsed = common::parse_job_request(request, common::FileRefs::kLocalPaths);
+  if (!parsed.is_ok()) return invalid_argument("--bias-terms: " + parsed.status().message());
+  return parsed->hyperparameters.bias_terms;
+}
+
+int describe(common::Flags& flags) {
+  auto extra = flags.optional_string("bias-terms");
+  bool json = flags.boolean("json");
+  if (Status s = flags.finish(); !s.is_ok()) return fail(s);
+  if (flags.positionals().size() != 2) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  auto config = engine::BackboneConfig::load(flags.positionals()[1]);
+  if (!config.is_ok()) return fail(config.status());
+  std::vector<std::pair<std::string, common::BiasKindSet>> sets = {
+      {"all", common::all_bias_kinds()}, {"query+intermediate", common::query_intermediate_bias_kinds()}};
+  if (extra) {
+    auto kinds = parse_bias_terms(*extra);
+    if (!kinds.is_ok()) return fail(kinds.status());
+    std::string name = common::bias_terms_name(*kinds);
+    if (name != "all" && name != "query+intermediate") sets.emplace_back(name, *kinds);
+  }
+  nlohmann::ordered_json out;
+  const int64_t total = engine::count_parameters(*config, {}).total;
+  out["total_parameters"] = total;
+  for (const auto& [name, kinds] : sets) {
+    int64_t biases = engine::count_parameters(*config, kinds).biases;
+    out["bias_parameters"][name] = biases;
+    out["fraction"][name] = static_cast<double>(biases) / static_cast<double>(total);
+  }
+  if (json) {
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("total parameters: %lld\n", static_cast<long long>(total));
+  for (const auto& [name, kinds] : sets) {
+    std::printf("bias terms %-20s %10lld  (%.3f%%)\n", name.c_str(),
+                static_cast<long long>(out["bias_parameters"][name].get<int64_t>()),
+                100.0 * out["fraction"][name].get<double>());
+  }
+  return 0;
+}
+
+int random_backbone(common::Flags& flags) {
+  engine::RandomBackboneSpec spec;
+  std::string arch = flags.string("arch");
+  spec.layers = flags.integer("layers", 1, 48, std::nullopt);
+  spec.hidden = flags.integer("hidden", 8, 8192, std::nullopt);
+  spec.heads = flags.integer("heads", 1, 128, std::nullopt);
+  spec.intermediate = flags.integer("intermediate", 1, 65536, std::nullopt);
+  spec.vocab_size = flags.integer("vocab-size", 100, 1'000'000, std::nullopt);
+  spec.max_sequence_length = flags.integer("max-seq-len", 8, 4096, 512);
+  spec.seed = static_cast<uint64_t>(flags.integer("seed", 0, INT64_MAX, 0));
+  std::string out = flags.string("out");
+  if (Status s = flags.finish(); !s.is_ok()) return fail(s);
+  if (arch != "bert" && arch != "roberta") return fail(invalid_argument("--arch must be bert or roberta"));
+  spec.architecture = arch == "bert" ? engine::Architecture::kBert : engine::Architecture::kRoberta;
+  if (Status s = engine::write_random_backbone(spec, out); !s.is_ok()) return fail(s);
+  std::cout << out << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bitfleet::common::Flags flags(argc, argv, {"json"});
+  const auto& pos = flags.positionals();
+  const std::string command = pos.empty() ? "" : pos[0];
+  if (command == "describe") return describe(flags);
+  if (command == "random-backbone") return random_backbone(flags);
+  std::cerr << kUsage;
+  return 2;
+}

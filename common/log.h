@@ -31,9 +31,14 @@ class LogLine {
   std::ostringstream stream_;
 };
 
+// Swallows the stream expression's value so the macro is one expression (safe in an unbraced if).
+struct LogVoidify {
+  void operator&(std::ostream&) {}
+};
+
 }  // namespace bitfleet
 
-#define BITFLEET_LOG(level)                                     \
-  if (!::bitfleet::log_enabled(::bitfleet::LogLevel::level)) {  \
-  } else                                                        \
-    ::bitfleet::LogLine(::bitfleet::LogLevel::level, __FILE__, __LINE__).stream()
+#define BITFLEET_LOG(level)                                   \
+  !::bitfleet::log_enabled(::bitfleet::LogLevel::level)       \
+      ? (void)0                                               \
+      : ::bitfleet::LogVoidify() & ::bitfleet::LogLine(::bitfleet::LogLevel::level, __FILE__, __LINE__).stream()

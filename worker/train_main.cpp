@@ -1,10 +1,14 @@
 // bitfleet-train: train a batch of tasks locally (no coordinator), and tools around the engine.
 //
+//   bitfleet-train run --spec FILE.json --out DIR [--threads N] [--device cpu|cuda]
+//                  [--checkpoint-every N] [--stop-after-steps N] [--resume] [--collective-timeout S]
 //   bitfleet-train describe DIR [--bias-terms X] [--json]
 //   bitfleet-train random-backbone --arch bert|roberta --layers L --hidden H --heads A
 //                  --intermediate I --vocab-size V --out DIR [--seed N] [--max-seq-len N]
 //
 // This file only parses flags and calls the engine.
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -13,7 +17,10 @@
 
 #include "common/flags.h"
 #include "common/job_spec.h"
+#include "common/log.h"
+#include "worker/comm/communicator.h"
 #include "worker/engine/backbone_config.h"
+#include "worker/engine/local_run.h"
 #include "worker/engine/random_backbone.h"
 
 namespace {
@@ -21,7 +28,9 @@ namespace {
 using namespace bitfleet;
 
 constexpr const char* kUsage =
-    "usage: bitfleet-train describe DIR [--bias-terms all|query+intermediate|KIND,KIND...] [--json]\n"
+    "usage: bitfleet-train run --spec FILE.json --out DIR [--threads N] [--device cpu|cuda]\n"
+    "                      [--checkpoint-every N] [--stop-after-steps N] [--resume] [--collective-timeout S]\n"
+    "       bitfleet-train describe DIR [--bias-terms all|query+intermediate|KIND,KIND...] [--json]\n"
     "       bitfleet-train random-backbone --arch bert|roberta --layers L --hidden H --heads A\n"
     "                      --intermediate I --vocab-size V --out DIR [--seed N] [--max-seq-len N]\n";
 
@@ -110,12 +119,40 @@ int random_backbone(common::Flags& flags) {
   return 0;
 }
 
+int run(common::Flags& flags, int* argc, char*** argv) {
+  engine::LocalRunOptions options;
+  options.spec_path = flags.string("spec");
+  options.out_dir = flags.string("out");
+  options.threads = static_cast<int>(flags.integer("threads", 0, 256, 0));
+  options.device = flags.string("device", "cpu");
+  options.checkpoint_every = flags.integer("checkpoint-every", 0, INT64_MAX, 0);
+  options.stop_after_steps = flags.integer("stop-after-steps", 0, INT64_MAX, 0);
+  options.resume = flags.boolean("resume");
+  const int64_t timeout = flags.integer("collective-timeout", 1, 86400, 300);
+  if (Status s = flags.finish(); !s.is_ok()) return fail(s);
+  if (options.device != "cpu" && options.device != "cuda") return fail(invalid_argument("--device must be cpu or cuda"));
+  comm::CommunicatorOptions copts;
+  copts.timeout = std::chrono::seconds(timeout);
+  if (options.device == "cuda" && comm::launched_by_mpi()) copts.backend = "nccl";
+  auto communicator = comm::make_communicator(copts, argc, argv);
+  if (!communicator.is_ok()) return fail(communicator.status());
+  if ((*communicator)->size() > 1) set_log_role("bitfleet-train rank " + std::to_string((*communicator)->rank()));
+  Status s = engine::run_local(options, **communicator);
+  if (s.code() == StatusCode::kDeadlineExceeded) {
+    std::cerr << "bitfleet-train: " << s.message() << "\n";
+    (*communicator)->abort_group(3);
+  }
+  if (!s.is_ok()) return fail(s);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  bitfleet::common::Flags flags(argc, argv, {"json"});
+  bitfleet::common::Flags flags(argc, argv, {"json", "resume"});
   const auto& pos = flags.positionals();
   const std::string command = pos.empty() ? "" : pos[0];
+  if (command == "run") return run(flags, &argc, &argv);
   if (command == "describe") return describe(flags);
   if (command == "random-backbone") return random_backbone(flags);
   std::cerr << kUsage;

@@ -107,7 +107,7 @@ int main(int argc, char** argv) {
     if (Status ok = model.supports(in.task); !ok.is_ok()) return die(ok.to_string());
     model.reset_slot(in.slot, in.task, in.num_outputs, s.value("seed", 0));
     if (heads.count(in.slot)) {
-      auto copied = model.import_slot(in.slot, in.task, in.num_outputs, heads[in.slot]);
+      auto copied = model.import_slot(model.params(), in.slot, in.task, in.num_outputs, heads[in.slot]);
       if (!copied.is_ok()) return die(copied.status().to_string());
     }
     for (int64_t i : s["examples"].get<std::vector<int64_t>>()) {
@@ -132,10 +132,10 @@ int main(int argc, char** argv) {
     add(w, "loss/" + std::to_string(i), out.losses[i]);
   }
   for (const auto& in : segments) {
-    for (auto& [name, t] : model.export_slot(in.slot, in.task, in.num_outputs, common::all_bias_kinds(), true)) {
+    for (auto& [name, t] : model.export_slot(model.grads(), in.slot, in.task, in.num_outputs, common::all_bias_kinds())) {
       add(w, "grad/slot" + std::to_string(in.slot) + "/" + name, t);
     }
-    for (auto& [name, t] : model.export_slot(in.slot, in.task, in.num_outputs, common::all_bias_kinds())) {
+    for (auto& [name, t] : model.export_slot(model.params(), in.slot, in.task, in.num_outputs, common::all_bias_kinds())) {
       add(w, "param/slot" + std::to_string(in.slot) + "/" + name, t);
     }
   }

@@ -1,7 +1,10 @@
 #include "worker/engine/bitfit_model.h"
 
+#include <mutex>
+
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <c10/util/Exception.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
@@ -14,6 +17,27 @@ namespace {
 
 int table_layer(BiasKind kind, int layer) { return is_per_layer(kind) ? layer : 0; }
 
+// Autograd warns once that our .grad views "do not obey the gradient layout contract": they are
+// strided views into the flat buffer by design, and the contract only concerns a fast path for
+// grads autograd allocates itself. Drop that warning; pass every other one on.
+class GradLayoutWarningFilter : public c10::WarningHandler {
+ public:
+  explicit GradLayoutWarningFilter(c10::WarningHandler* next) : next_(next) {}
+  void process(const c10::Warning& warning) override {
+    if (warning.msg().find("gradient layout contract") != std::string::npos) return;
+    next_->process(warning);
+  }
+
+ private:
+  c10::WarningHandler* next_;
+};
+
+void install_warning_filter() {
+  static GradLayoutWarningFilter filter(c10::WarningUtils::get_warning_handler());
+  static std::once_flag once;
+  std::call_once(once, [] { c10::WarningUtils::set_warning_handler(&filter); });
+}
+
 }  // namespace
 
 BitFitModel::BitFitModel(const Backbone& backbone, ModelOptions options)
@@ -21,11 +45,11 @@ BitFitModel::BitFitModel(const Backbone& backbone, ModelOptions options)
       options_(options),
       layout_(backbone.config(), options.table_kinds, options.max_labels),
       compute_dtype_(backbone.dtype()) {
+  install_warning_filter();
   const int64_t S = options_.slots, row = layout_.row_size();
   auto fp32 = at::TensorOptions().dtype(at::kFloat).device(backbone.device());
   params_ = at::zeros({S, row}, fp32);
-  grad_buffer_ = at::zeros({S * row + S}, fp32);
-  grads_ = grad_buffer_.narrow(0, 0, S * row).view({S, row});
+  grads_ = at::zeros({S, row}, fp32);
 
   // Leaves are views into params_, and their .grad views into grads_: AccumulateGrad adds into an
   // existing .grad in place, so backward writes straight into the flat buffer.
@@ -76,14 +100,15 @@ void BitFitModel::reset_slot(int slot, TaskType task, int64_t num_outputs, uint6
   row.narrow(0, cls->offset, num_outputs * H).copy_(draw(num_outputs).view(-1));
 }
 
-std::vector<std::pair<std::string, at::Tensor>> BitFitModel::export_slot(int slot, TaskType task,
-                                                                         int64_t num_outputs,
-                                                                         common::BiasKindSet kinds,
-                                                                         bool gradients) const {
+std::vector<std::pair<std::string, at::Tensor>> BitFitModel::export_slot(const at::Tensor& buffer, int slot,
+                                                                         TaskType task, int64_t num_outputs,
+                                                                         common::BiasKindSet kinds) const {
   std::vector<std::pair<std::string, at::Tensor>> out;
-  at::Tensor row = (gradients ? grads_ : params_)[slot].to(at::kCPU);
+  at::Tensor row = buffer[slot].to(at::kCPU);
   for (const auto& seg : layout_.segments()) {
-    if (seg.bias_kind && (!kinds.test(static_cast<int>(*seg.bias_kind)) || !layout_.task_uses(task, *seg.bias_kind))) continue;
+    if (seg.bias_kind && (!kinds.test(static_cast<int>(*seg.bias_kind)) || !layout_.task_uses(task, *seg.bias_kind))) {
+      continue;
+    }
     if (seg.head_part && !layout_.task_uses(task, *seg.head_part)) continue;
     auto shape = layout_.task_shape(seg, num_outputs);
     int64_t numel = 1;
@@ -93,10 +118,10 @@ std::vector<std::pair<std::string, at::Tensor>> BitFitModel::export_slot(int slo
   return out;
 }
 
-Result<int> BitFitModel::import_slot(int slot, TaskType task, int64_t num_outputs,
-                                     const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
+Result<int> BitFitModel::import_slot(at::Tensor buffer, int slot, TaskType task, int64_t num_outputs,
+                                     const std::vector<std::pair<std::string, at::Tensor>>& tensors) const {
   at::NoGradGuard no_grad;
-  at::Tensor row = params_[slot];
+  at::Tensor row = buffer[slot];
   int copied = 0;
   for (const auto& [name, value] : tensors) {
     for (const auto& seg : layout_.segments()) {
@@ -104,9 +129,10 @@ Result<int> BitFitModel::import_slot(int slot, TaskType task, int64_t num_output
       if (seg.head_part && !layout_.task_uses(task, *seg.head_part)) continue;
       auto shape = layout_.task_shape(seg, num_outputs);
       if (value.sizes() != at::IntArrayRef(shape)) {
-        return invalid_argument("tensor \"" + name + "\" has shape " + std::to_string(value.numel()) +
-                                " elements in " + std::to_string(value.dim()) + " dimensions, expected [" +
-                                std::to_string(shape[0]) + (shape.size() > 1 ? ", " + std::to_string(shape[1]) : "") + "]");
+        std::string got, want;
+        for (auto d : value.sizes()) got += (got.empty() ? "" : ", ") + std::to_string(d);
+        for (auto d : shape) want += (want.empty() ? "" : ", ") + std::to_string(d);
+        return invalid_argument("tensor \"" + name + "\" has shape [" + got + "], expected [" + want + "]");
       }
       row.narrow(0, seg.offset, value.numel()).copy_(value.reshape(-1));
       ++copied;

@@ -51,27 +51,25 @@ class BitFitModel {
   int64_t slots() const { return options_.slots; }
 
   at::Tensor params() const { return params_; }  // [S, row_size] fp32
-  at::Tensor grads() const { return grads_; }    // [S, row_size] fp32, a view of grad_buffer()
-  // The whole flat buffer the trainer all-reduces: [S * row_size + S], the gradients followed by
-  // one float per slot that the trainer uses for the slot's loss.
-  at::Tensor grad_buffer() const { return grad_buffer_; }
+  // [S, row_size] fp32: the flat gradient buffer the trainer all-reduces (each row's last float
+  // is the trainer's place for the slot's loss; see SlotLayout::loss_offset()).
+  at::Tensor grads() const { return grads_; }
 
   // Starts a slot over: every bias row set to the pretrained bias, and a new head drawn from a
   // CPU generator seeded with `seed` (normal(0, 0.02) weights, zero biases, as Hugging Face
   // initialises one; RoBERTa's dense layer first, then the output layer).
   void reset_slot(int slot, common::TaskType task, int64_t num_outputs, uint64_t seed);
 
-  // A slot's tensors by Hugging Face name, as the task's model names them: the given bias kinds
-  // (those the task uses) and its head cut to num_outputs; from params(), or from grads() when
-  // `gradients`. fp32 on the CPU.
-  std::vector<std::pair<std::string, at::Tensor>> export_slot(int slot, common::TaskType task,
-                                                              int64_t num_outputs,
-                                                              common::BiasKindSet kinds,
-                                                              bool gradients = false) const;
-  // Copies tensors named as export_slot() names them into the slot; names it does not know are
-  // ignored, shapes must match. Returns how many were copied.
-  Result<int> import_slot(int slot, common::TaskType task, int64_t num_outputs,
-                          const std::vector<std::pair<std::string, at::Tensor>>& tensors);
+  // A slot's row of `buffer` ([S, row_size]: params(), grads(), or optimizer state laid out like
+  // them) as tensors named as the task's Hugging Face model names them: the biases of `kinds`
+  // that the task uses, and its head cut to num_outputs. fp32 on the CPU.
+  std::vector<std::pair<std::string, at::Tensor>> export_slot(const at::Tensor& buffer, int slot,
+                                                              common::TaskType task, int64_t num_outputs,
+                                                              common::BiasKindSet kinds) const;
+  // The inverse: copies tensors named as export_slot() names them into a slot's row of `buffer`.
+  // Unknown names are ignored; shapes must match. Returns how many were copied.
+  Result<int> import_slot(at::Tensor buffer, int slot, common::TaskType task, int64_t num_outputs,
+                          const std::vector<std::pair<std::string, at::Tensor>>& tensors) const;
 
   // Whether this backbone can run a task (a BERT checkpoint saved without its pooler cannot run
   // sequence tasks). Callers check before a job enters a slot.
@@ -98,7 +96,7 @@ class BitFitModel {
   ModelOptions options_;
   SlotLayout layout_;
   at::ScalarType compute_dtype_;
-  at::Tensor params_, grad_buffer_, grads_;
+  at::Tensor params_, grads_;
   // tables_[kind][layer] (layer 0 for once-per-model kinds): a leaf [S, width] or undefined.
   std::vector<std::vector<at::Tensor>> tables_;
   // heads_[slot][part]: leaves over the slot's head segments (undefined where unused).

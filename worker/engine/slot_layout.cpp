@@ -36,7 +36,7 @@ SlotLayout::SlotLayout(const BackboneConfig& config, common::BiasKindSet table_k
   }
   add({0, {max_labels, H}, std::nullopt, HeadPart::kClassifierWeight, -1});
   add({0, {max_labels}, std::nullopt, HeadPart::kClassifierBias, -1});
-  row_size_ = (offset + kRowAlignment - 1) / kRowAlignment * kRowAlignment;
+  row_size_ = (offset + 1 + kRowAlignment - 1) / kRowAlignment * kRowAlignment;  // + the loss float
 }
 
 const RowSegment* SlotLayout::bias(BiasKind kind, int layer) const {

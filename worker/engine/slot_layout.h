@@ -4,9 +4,10 @@
 // core idea"). A row holds, for one slot, every bias vector of the table kinds (layer by layer,
 // then embeddings LayerNorm and pooler) followed by the task head: the classifier
 // [max_labels, hidden] + [max_labels], preceded for RoBERTa by its classification head's dense
-// layer [hidden, hidden] + [hidden]. Rows are padded to 16 floats so that every row starts 64-byte
-// aligned: per-row reductions then take the same path for every slot, which keeps a job's numbers
-// independent of which slot it lands in.
+// layer [hidden, hidden] + [hidden]. The row's last float is reserved: in the gradient buffer it
+// carries the slot's loss, so the step's one all-reduce sums gradients and losses together. Rows
+// are padded to 16 floats so that every row starts 64-byte aligned: per-row reductions then take
+// the same path for every slot, which keeps a job's numbers independent of its slot.
 //
 // The layout also names each segment with its Hugging Face parameter name, which is how
 // artifacts are written and read. Thread-safety: immutable after construction.
@@ -42,6 +43,8 @@ class SlotLayout {
   SlotLayout(const BackboneConfig& config, common::BiasKindSet table_kinds, int64_t max_labels);
 
   int64_t row_size() const { return row_size_; }
+  // The reserved float: the loss in gradient rows, unused (always zero) in parameter rows.
+  int64_t loss_offset() const { return row_size_ - 1; }
   int64_t max_labels() const { return max_labels_; }
   common::BiasKindSet table_kinds() const { return table_kinds_; }
   const std::vector<RowSegment>& segments() const { return segments_; }

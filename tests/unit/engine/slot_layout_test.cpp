@@ -30,7 +30,8 @@ TEST(SlotLayoutTest, SegmentsTileTheRowWithoutOverlapAndRowsAreAligned) {
     EXPECT_EQ(s.offset, end);
     end += s.numel();
   }
-  EXPECT_GE(layout.row_size(), end);
+  EXPECT_GT(layout.row_size(), end);  // room for the loss float
+  EXPECT_EQ(layout.loss_offset(), layout.row_size() - 1);
   EXPECT_EQ(layout.row_size() % SlotLayout::kRowAlignment, 0);
   // 3 layers x (7 x 32 + 37) + 2 x 32 biases, then a 7 x 32 classifier and its 7 biases.
   EXPECT_EQ(end, 3 * (7 * 32 + 37) + 2 * 32 + 7 * 32 + 7);

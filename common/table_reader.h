@@ -1,0 +1,48 @@
+// TableReader: the records of a dataset file — TSV (GLUE style: a header line, tab-separated
+// fields, no quoting), CSV (RFC 4180: quoted fields, "" escapes, newlines inside quotes) or JSONL
+// (one JSON object per line). Used by the coordinator to check an upload (row count, columns)
+// and by workers to read training data.
+//
+// Every malformed record is an error naming the file, the line and what is wrong; nothing is
+// skipped silently (only blank lines, which hold no record). Values come back as JSON: strings
+// for TSV/CSV fields, whatever the object held for JSONL.
+// Thread-safety: values; a Table is immutable once read.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace bitfleet::common {
+
+enum class TableFormat { kTsv, kCsv, kJsonl };
+
+// From a file name's extension: .tsv, .csv, .jsonl / .json / .ndjson.
+Result<TableFormat> table_format_from_name(std::string_view filename);
+std::string_view table_format_name(TableFormat format);
+
+struct TableRecord {
+  int64_t line = 0;  // 1-based line where the record starts
+  nlohmann::json values;  // an object: column name -> value
+};
+
+struct Table {
+  std::string name;                  // for messages: the file name
+  TableFormat format = TableFormat::kTsv;
+  std::vector<std::string> columns;  // TSV/CSV: the header; JSONL: the union of keys, in order seen
+  std::vector<TableRecord> records;
+};
+
+Result<Table> read_table(std::string_view content, TableFormat format, const std::string& name);
+
+// Resolves a column reference of a task (a column name, or a 0-based index written in digits)
+// against a table's columns; the error names `field` (e.g. "task.text_fields[1]").
+Result<std::string> resolve_column(const Table& table, const std::string& reference, const std::string& field);
+
+}  // namespace bitfleet::common

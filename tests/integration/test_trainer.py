@@ -1,0 +1,146 @@
+"""The trainer's promises, checked on a random backbone with generated tasks (CPU, fp32):
+
+- tasks trained together end where each trained alone ends (within 1e-5; on CPU in fact bit for bit);
+- a run stopped at step N and resumed from its checkpoints ends bit for bit where a straight run ends;
+- a task entering a free slot mid-run leaves the others' trajectories unchanged;
+- a poisoned task (its loss overflows) fails alone, with the reason, while the others finish;
+- a job learns (its validation metric beats chance clearly).
+"""
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "pylib"))
+import bitfleet_testlib as lib  # noqa: E402
+import trainlib  # noqa: E402
+
+import torch  # noqa: E402
+
+
+def assert_tensors_equal(test, a, b, tolerance=0.0, what=""):
+    test.assertEqual(set(a), set(b), what)
+    for name in a:
+        diff = float((a[name] - b[name]).abs().max()) if a[name].numel() else 0.0
+        test.assertLessEqual(diff, tolerance, f"{what}: {name} differs by {diff:.3e}")
+
+
+class TrainerTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = lib.TempDir()
+        cls.dir = cls.tmp.__enter__()
+        cls.backbone = trainlib.random_backbone(cls.dir)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.__exit__(None, None, None)
+
+    def four_jobs(self, **hyper):
+        return [trainlib.job(self.dir, "sentiment", "sentiment", seed=1, **hyper),
+                trainlib.job(self.dir, "pairs", "pairs", seed=2, **hyper),
+                trainlib.job(self.dir, "scores", "scores", seed=3, **hyper),
+                trainlib.job(self.dir, "tagging", "tagging", seed=4, **hyper)]
+
+    def test_together_equals_alone(self):
+        jobs = self.four_jobs(max_steps=30, epochs=10)
+        together, metrics = trainlib.run(self.dir, self.backbone, jobs, "together", slots=4)
+        for j in jobs:
+            self.assertEqual(metrics["jobs"][j["name"]]["steps"], 30)
+            alone, _ = trainlib.run(self.dir, self.backbone, [j], f"alone-{j['name']}", slots=1)
+            a, _ = trainlib.artifact(together, j["name"])
+            b, _ = trainlib.artifact(alone, j["name"])
+            assert_tensors_equal(self, a, b, tolerance=1e-5, what=j["name"])
+
+    def test_resume_continues_bit_for_bit(self):
+        jobs = self.four_jobs(epochs=2)  # 200 examples / 8 = 25 steps per epoch, 50 in all
+        straight, _ = trainlib.run(self.dir, self.backbone, jobs, "straight")
+        stopped, metrics = trainlib.run(self.dir, self.backbone, jobs, "resumed", extra=["--stop-after-steps", "25"])
+        self.assertTrue(metrics["stopped"])
+        self.assertTrue(all(j["status"] == "stopped" for j in metrics["jobs"].values()))
+        resumed, metrics = trainlib.run(self.dir, self.backbone, jobs, "resumed", extra=["--resume"])
+        for j in jobs:
+            self.assertEqual(metrics["jobs"][j["name"]]["status"], "succeeded")
+            a, meta_a = trainlib.artifact(straight, j["name"])
+            b, meta_b = trainlib.artifact(resumed, j["name"])
+            assert_tensors_equal(self, a, b, tolerance=0.0, what=j["name"])
+            self.assertEqual(meta_a["metrics"], meta_b["metrics"])
+
+    def test_task_entering_mid_run_does_not_change_the_others(self):
+        base = self.four_jobs(epochs=2)[:2]
+        alone, _ = trainlib.run(self.dir, self.backbone, base, "without-late", slots=3)
+        late = trainlib.job(self.dir, "late", "topic", seed=9)
+        late["start_after_step"] = 10
+        joined, metrics = trainlib.run(self.dir, self.backbone, base + [late], "with-late", slots=3)
+        self.assertEqual(metrics["jobs"]["late"]["status"], "succeeded")
+        for j in base:
+            a, _ = trainlib.artifact(alone, j["name"])
+            b, _ = trainlib.artifact(joined, j["name"])
+            assert_tensors_equal(self, a, b, tolerance=0.0, what=j["name"])
+
+    def test_poisoned_task_fails_alone(self):
+        healthy = self.four_jobs(epochs=1)[:2]
+        poisoned = trainlib.job(self.dir, "poisoned", "scores", seed=7, epochs=1)
+        # Targets near float's limit: finite in the file, but their squared error overflows.
+        path = os.path.join(self.dir, "poisoned.jsonl")
+        with open(path, "w") as f:
+            for i in range(64):
+                f.write('{"sentence": "the movie was good", "score": %s}\n' % ("3e38" if i % 2 else "-3e38"))
+        poisoned["train_file"] = path
+        out, metrics = trainlib.run(self.dir, self.backbone, healthy + [poisoned], "poisoned")
+        self.assertEqual(metrics["jobs"]["poisoned"]["status"], "failed")
+        self.assertIn("non-finite", metrics["jobs"]["poisoned"]["reason"])
+        self.assertFalse(os.path.exists(os.path.join(out, "poisoned.safetensors")))
+        clean, _ = trainlib.run(self.dir, self.backbone, healthy, "clean")
+        for j in healthy:
+            self.assertEqual(metrics["jobs"][j["name"]]["status"], "succeeded")
+            a, _ = trainlib.artifact(out, j["name"])
+            b, _ = trainlib.artifact(clean, j["name"])
+            assert_tensors_equal(self, a, b, tolerance=0.0, what=j["name"])
+
+    def test_a_job_learns(self):
+        job = trainlib.job(self.dir, "tagging", "tagging", n_train=400, n_dev=100, seed=3, epochs=3,
+                           learning_rate=5e-3)
+        _, metrics = trainlib.run(self.dir, self.backbone, [job], "learns", slots=1)
+        # Five tags, the most frequent about a third of the words: chance is far below this.
+        self.assertGreater(metrics["jobs"]["tagging"]["eval"]["accuracy"], 0.7)
+
+    def test_bad_dataset_is_refused_naming_file_line_and_field(self):
+        job = trainlib.job(self.dir, "bad", "sentiment", seed=1)
+        with open(job["train_file"], "a") as f:
+            f.write("the movie was good\tmaybe\n")
+        proc = lib.run([lib.binary("bitfleet-train"), "run", "--spec", self.write_spec([job]), "--out",
+                        os.path.join(self.dir, "bad-out")], check=False)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn('sentiment-train.tsv:202: field "label": "maybe" is not one of', proc.stderr)
+
+    def write_spec(self, jobs):
+        import json
+        path = os.path.join(self.dir, "adhoc.spec.json")
+        with open(path, "w") as f:
+            json.dump({"backbone": self.backbone, "slots": 2, "jobs": jobs}, f)
+        return path
+
+
+class DataParallelTest(unittest.TestCase):
+    """mpirun -np 2 equals -np 1 with the same global batch (label mpi)."""
+
+    def test_two_ranks_equal_one(self):
+        if os.environ.get("BITFLEET_TEST_MPI") != "1":
+            self.skipTest("run under the mpi label")
+        with lib.TempDir() as tmp:
+            backbone = trainlib.random_backbone(tmp)
+            jobs = [trainlib.job(tmp, "sentiment", "sentiment", seed=1, max_steps=20, epochs=5),
+                    trainlib.job(tmp, "tagging", "tagging", seed=2, max_steps=20, epochs=5, batch_size=7),
+                    trainlib.job(tmp, "scores", "scores", seed=3, max_steps=20, epochs=5)]
+            one, m1 = trainlib.run(tmp, backbone, jobs, "np1", mpi_ranks=1)
+            two, m2 = trainlib.run(tmp, backbone, jobs, "np2", mpi_ranks=2)
+            self.assertEqual(m2["ranks"], 2)
+            for j in jobs:
+                a, _ = trainlib.artifact(one, j["name"])
+                b, _ = trainlib.artifact(two, j["name"])
+                assert_tensors_equal(self, a, b, tolerance=1e-5, what=j["name"])
+                self.assertAlmostEqual(m1["jobs"][j["name"]]["train_loss"], m2["jobs"][j["name"]]["train_loss"], places=4)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

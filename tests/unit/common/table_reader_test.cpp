@@ -1,0 +1,71 @@
+#include "common/table_reader.h"
+
+#include <gtest/gtest.h>
+
+namespace bitfleet::common {
+namespace {
+
+TEST(TableReaderTest, TsvKeepsQuotesLiterallyAndStripsCarriageReturns) {
+  auto t = read_table("sentence\tlabel\r\nhe said \"hi\"\t1\r\n\nok\t0\n", TableFormat::kTsv, "a.tsv");
+  ASSERT_TRUE(t.is_ok()) << t.status().to_string();
+  ASSERT_EQ(t->records.size(), 2u);
+  EXPECT_EQ(t->records[0].values["sentence"], "he said \"hi\"");
+  EXPECT_EQ(t->records[1].line, 4);
+}
+
+TEST(TableReaderTest, TsvWrongFieldCountNamesLine) {
+  auto t = read_table("a\tb\nx\ty\nonly-one\n", TableFormat::kTsv, "train.tsv");
+  ASSERT_FALSE(t.is_ok());
+  EXPECT_NE(t.status().message().find("train.tsv:3:"), std::string::npos) << t.status().message();
+  EXPECT_NE(t.status().message().find("got 1"), std::string::npos);
+}
+
+TEST(TableReaderTest, CsvFollowsRfc4180) {
+  auto t = read_table("text,label\n\"a, \"\"quoted\"\"\nline\",pos\nplain,neg", TableFormat::kCsv, "a.csv");
+  ASSERT_TRUE(t.is_ok()) << t.status().to_string();
+  ASSERT_EQ(t->records.size(), 2u);
+  EXPECT_EQ(t->records[0].values["text"], "a, \"quoted\"\nline");
+  EXPECT_EQ(t->records[1].line, 4);  // the quoted newline moved the second record down a line
+  EXPECT_EQ(t->records[1].values["label"], "neg");
+}
+
+TEST(TableReaderTest, CsvUnclosedQuoteNamesTheRecordsLine) {
+  auto t = read_table("text,label\nok,1\n\"never closed,1\n", TableFormat::kCsv, "a.csv");
+  ASSERT_FALSE(t.is_ok());
+  EXPECT_NE(t.status().message().find("a.csv:3:"), std::string::npos) << t.status().message();
+}
+
+TEST(TableReaderTest, CsvStrayQuoteIsAnError) {
+  auto t = read_table("text,label\nab\"c,1\n", TableFormat::kCsv, "a.csv");
+  EXPECT_FALSE(t.is_ok());
+}
+
+TEST(TableReaderTest, JsonlNamesTheBadLine) {
+  auto t = read_table("{\"t\": \"a\"}\n{\"t\": \n", TableFormat::kJsonl, "d.jsonl");
+  ASSERT_FALSE(t.is_ok());
+  EXPECT_NE(t.status().message().find("d.jsonl:2:"), std::string::npos);
+  EXPECT_FALSE(read_table("[1,2]\n", TableFormat::kJsonl, "d.jsonl").is_ok());
+}
+
+TEST(TableReaderTest, DuplicateHeaderColumnIsAnError) {
+  EXPECT_FALSE(read_table("a\ta\n1\t2\n", TableFormat::kTsv, "x.tsv").is_ok());
+}
+
+TEST(TableReaderTest, FormatComesFromTheFileName) {
+  EXPECT_EQ(*table_format_from_name("train.tsv"), TableFormat::kTsv);
+  EXPECT_EQ(*table_format_from_name("x.jsonl"), TableFormat::kJsonl);
+  EXPECT_FALSE(table_format_from_name("train.parquet").is_ok());
+}
+
+TEST(TableReaderTest, ColumnsResolveByNameOrIndex) {
+  auto t = read_table("index\tsentence\tlabel\n0\thi\t1\n", TableFormat::kTsv, "a.tsv");
+  ASSERT_TRUE(t.is_ok());
+  EXPECT_EQ(*resolve_column(*t, "1", "task.text_fields[0]"), "sentence");
+  auto missing = resolve_column(*t, "premise", "task.text_fields[0]");
+  ASSERT_FALSE(missing.is_ok());
+  EXPECT_EQ(missing.status().field(), "task.text_fields[0]");
+  EXPECT_NE(missing.status().message().find("index, sentence, label"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace bitfleet::common

@@ -2,6 +2,7 @@
 //
 //   bitfleet-train run --spec FILE.json --out DIR [--threads N] [--device cpu|cuda]
 //                  [--checkpoint-every N] [--stop-after-steps N] [--resume] [--collective-timeout S]
+//                  [--rows-per-pass N]
 //   bitfleet-train describe DIR [--bias-terms X] [--json]
 //   bitfleet-train random-backbone --arch bert|roberta --layers L --hidden H --heads A
 //                  --intermediate I --vocab-size V --out DIR [--seed N] [--max-seq-len N]
@@ -30,6 +31,7 @@ using namespace bitfleet;
 constexpr const char* kUsage =
     "usage: bitfleet-train run --spec FILE.json --out DIR [--threads N] [--device cpu|cuda]\n"
     "                      [--checkpoint-every N] [--stop-after-steps N] [--resume] [--collective-timeout S]\n"
+    "                      [--rows-per-pass N]\n"
     "       bitfleet-train describe DIR [--bias-terms all|query+intermediate|KIND,KIND...] [--json]\n"
     "       bitfleet-train random-backbone --arch bert|roberta --layers L --hidden H --heads A\n"
     "                      --intermediate I --vocab-size V --out DIR [--seed N] [--max-seq-len N]\n";
@@ -128,6 +130,7 @@ int run(common::Flags& flags, int* argc, char*** argv) {
   options.checkpoint_every = flags.integer("checkpoint-every", 0, INT64_MAX, 0);
   options.stop_after_steps = flags.integer("stop-after-steps", 0, INT64_MAX, 0);
   options.resume = flags.boolean("resume");
+  options.rows_per_pass = flags.integer("rows-per-pass", -1, 1 << 30, -1);
   const int64_t timeout = flags.integer("collective-timeout", 1, 86400, 300);
   if (Status s = flags.finish(); !s.is_ok()) return fail(s);
   if (options.device != "cpu" && options.device != "cuda") return fail(invalid_argument("--device must be cpu or cuda"));

@@ -150,24 +150,32 @@ Status BitFitModel::supports(TaskType task) const {
   return Status::ok();
 }
 
-// Bias rows for every token row: [rows, width] from the table, or the shared frozen vector.
+// Bias rows for every token row: [rows, width] from the table, or the shared frozen vector. The
+// gather is an embedding lookup (fast on the strided table view, unlike index_select), whose
+// backward adds each row's gradient into its slot's row in row order.
 at::Tensor BitFitModel::gathered_bias(BiasKind kind, int layer, const at::Tensor& shared,
                                       const at::Tensor& row_slots) const {
   const at::Tensor& table = tables_[static_cast<int>(kind)][table_layer(kind, layer)];
   if (!table.defined()) return shared;
-  at::Tensor rows = table.index_select(0, row_slots);
+  at::Tensor rows = at::embedding(table, row_slots);
   return rows.scalar_type() == compute_dtype_ ? rows : rows.to(compute_dtype_);
 }
 
+// y = x · Wᵀ + B[slot of row], with the bias as the GEMM's accumulator (addmm, beta = 1), as
+// nn.Linear folds its bias: no separate pass over [rows, out].
 at::Tensor BitFitModel::linear(const at::Tensor& x, const at::Tensor& w, BiasKind kind, int layer,
                                const at::Tensor& shared_bias, const at::Tensor& row_slots) const {
-  return at::linear(x, w) + gathered_bias(kind, layer, shared_bias, row_slots);
+  at::Tensor bias = gathered_bias(kind, layer, shared_bias, row_slots);
+  return bias.dim() == 1 ? at::linear(x, w, bias) : at::addmm(bias, x, w.t());
 }
 
 at::Tensor BitFitModel::layer_norm(const at::Tensor& x, const at::Tensor& gamma, BiasKind kind, int layer,
                                    const at::Tensor& shared_beta, const at::Tensor& row_slots) const {
   const double eps = backbone_.config().layer_norm_eps;
-  return at::layer_norm(x, {x.size(-1)}, gamma, {}, eps) + gathered_bias(kind, layer, shared_beta, row_slots);
+  at::Tensor beta = gathered_bias(kind, layer, shared_beta, row_slots);
+  if (beta.dim() == 1) return at::layer_norm(x, {x.size(-1)}, gamma, beta, eps);
+  // In place: layer norm's backward needs its input and statistics, not its output.
+  return at::layer_norm(x, {x.size(-1)}, gamma, {}, eps).add_(beta);
 }
 
 // Self-attention, segment by segment: each segment's examples attend within their own padding.

@@ -264,14 +264,30 @@ Result<StepReport> Trainer::step() {
   const auto& layout = model_.layout();
   at::Tensor grads = model_.grads();
   grads.zero_();
-  if (!inputs.empty()) {
-    Batch batch = builder_.build(inputs);
+  std::vector<int64_t> segment_rows;
+  for (const auto& in : inputs) {
+    int64_t longest = 0;
+    for (const auto& e : in.examples) longest = std::max<int64_t>(longest, static_cast<int64_t>(e.ids.size()));
+    segment_rows.push_back(longest * static_cast<int64_t>(in.examples.size()));
+  }
+  for (size_t first = 0; first < inputs.size();) {
+    // The next pass: whole segments while they fit in max_rows_per_pass (at least one).
+    size_t last = first + 1;
+    int64_t rows = segment_rows[first];
+    while (last < inputs.size() &&
+           (options_.max_rows_per_pass == 0 || rows + segment_rows[last] <= options_.max_rows_per_pass)) {
+      rows += segment_rows[last++];
+    }
+    std::vector<SegmentInput> pass(std::make_move_iterator(inputs.begin() + first),
+                                   std::make_move_iterator(inputs.begin() + last));
+    Batch batch = builder_.build(pass);
     ForwardOutput out = model_.forward(batch);
     model_.backward(out);
     at::NoGradGuard no_grad;
-    for (size_t i = 0; i < forward_slots.size(); ++i) {
-      grads[forward_slots[i]][layout.loss_offset()].copy_(out.losses[i].detach());
+    for (size_t i = first; i < last; ++i) {
+      grads[forward_slots[i]][layout.loss_offset()].copy_(out.losses[i - first].detach());
     }
+    first = last;
   }
   at::NoGradGuard no_grad;
   const int64_t prefix_rows = active.back() + 1;

@@ -4,7 +4,8 @@
 //   1. every active slot takes its job's next global batch (from the job's own data order) and
 //      this rank its contiguous share of it; per-example losses are scaled by 1 / the job's global
 //      batch (1 / its labelled tokens for token tasks) so a SUM all-reduce gives the global mean;
-//   2. one forward and backward over the packed batch of all slots;
+//   2. forward and backward over the packed batch of all slots (in passes of whole segments when
+//      options.max_rows_per_pass asks for it);
 //   3. each slot's loss goes into its gradient row's reserved float, and ONE all-reduce sums the
 //      rows [0, highest active slot] of the flat gradient buffer;
 //   4. per slot: gradients masked to what the job trains, global-norm clipping, AdamW (own step,
@@ -72,6 +73,11 @@ struct StepReport {
 struct TrainerOptions {
   int64_t eval_batch_size = 64;
   bool group_by_length = true;
+  // Forward and backward run over groups of whole segments of at most this many token rows, the
+  // gradients accumulating in the flat buffer (0: one pass). On CPUs whose caches cannot hold a
+  // big batch's activations, several passes are faster than one; a segment is never split, so a
+  // slot's numbers do not depend on it.
+  int64_t max_rows_per_pass = 0;
 };
 
 class Trainer {

@@ -1,0 +1,177 @@
+// bitfleet-bench-step: the speed of one BitFit training step, mixed over S slots against S
+// single-task steps, with FLOP accounting against a matmul peak measured in the same run.
+//
+//   bitfleet-bench-step --backbone DIR [--slots 1,4,16] [--batch 16] [--seq 128] [--steps 5]
+//                       [--warmup 2] [--threads N] [--device cpu|cuda] [--rows-per-pass N] [--json]
+//
+// A step is the trainer's whole step (forward, input-gradient backward, the all-reduce of the flat
+// gradient buffer, per-slot AdamW) on fixed-length synthetic examples, `batch` per slot. FLOPs
+// count the matmuls a BitFit step must do — forward plus input gradients, no weight gradients:
+//   per layer: 2·tokens·(4H² + 2HI) forward and again backward, attention 4·n·T²·H forward and
+//   8·n·T²·H backward.
+// bench/step_bench.py runs this beside the Python transformers loop and reports the ratios.
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <random>
+#include <sstream>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <nlohmann/json.hpp>
+#if BITFLEET_WITH_CUDA
+#include <ATen/cuda/CUDAContext.h>
+#endif
+
+#include "common/flags.h"
+#include "worker/comm/communicator.h"
+#include "worker/engine/backbone.h"
+#include "worker/engine/trainer.h"
+
+using namespace bitfleet;
+
+namespace {
+
+void synchronize(const c10::Device& device) {
+#if BITFLEET_WITH_CUDA
+  if (device.is_cuda()) at::cuda::device_synchronize();
+#endif
+  (void)device;
+}
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+// The best of a few large matmuls, in the step's compute dtype: the device's attainable peak.
+double peak_matmul_flops(const c10::Device& device, at::ScalarType dtype) {
+  const int64_t n = device.is_cuda() ? 8192 : 2048;
+  auto opts = at::TensorOptions().device(device).dtype(dtype);
+  at::Tensor a = at::randn({n, n}, opts), b = at::randn({n, n}, opts);
+  double best = 0;
+  for (int i = 0; i < (device.is_cuda() ? 13 : 4); ++i) {
+    synchronize(device);
+    double t = now();
+    at::Tensor c = at::mm(a, b);
+    synchronize(device);
+    if (i > 0) best = std::max(best, 2.0 * n * n * n / (now() - t));
+  }
+  return best;
+}
+
+std::shared_ptr<const text::Dataset> synthetic(int64_t n, int64_t seq, int64_t vocab, uint32_t seed) {
+  auto d = std::make_shared<text::Dataset>();
+  std::mt19937 rng(seed);
+  for (int64_t i = 0; i < n; ++i) {
+    text::Example e;
+    e.ids.resize(seq);
+    for (auto& id : e.ids) id = 5 + static_cast<int32_t>(rng() % (vocab - 5));
+    e.type_ids.assign(seq, 0);
+    e.label = rng() % 2;
+    d->examples.push_back(std::move(e));
+  }
+  return d;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  common::Flags flags(argc, argv, {"json"});
+  const std::string backbone_dir = flags.string("backbone");
+  const std::string slots_text = flags.string("slots", "1,4,16");
+  const int64_t batch = flags.integer("batch", 1, 4096, 16);
+  const int64_t seq = flags.integer("seq", 8, 512, 128);
+  const int64_t steps = flags.integer("steps", 1, 100000, 5);
+  const int64_t warmup = flags.integer("warmup", 0, 1000, 2);
+  const int threads = static_cast<int>(flags.integer("threads", 0, 256, 0));
+  const std::string device_name = flags.string("device", "cpu");
+  const int64_t rows_per_pass = flags.integer("rows-per-pass", 0, 1 << 30, 0);
+  const bool json = flags.boolean("json");
+  if (Status s = flags.finish(); !s.is_ok()) {
+    std::cerr << s.message() << "\n";
+    return 2;
+  }
+  if (threads > 0) at::set_num_threads(threads);
+  std::vector<int64_t> slot_counts;
+  std::stringstream list(slots_text);
+  for (std::string item; std::getline(list, item, ',');) slot_counts.push_back(std::stoll(item));
+  const int64_t max_slots = *std::max_element(slot_counts.begin(), slot_counts.end());
+
+  const c10::Device device(device_name == "cuda" ? c10::kCUDA : c10::kCPU);
+  const at::ScalarType dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  auto backbone = engine::Backbone::load(backbone_dir, device, dtype);
+  if (!backbone.is_ok()) {
+    std::cerr << backbone.status().to_string() << "\n";
+    return 1;
+  }
+  const auto& c = (*backbone)->config();
+  engine::BitFitModel model(**backbone, {.slots = max_slots, .max_labels = 2});
+  auto comm = comm::make_local_communicator();
+  engine::Trainer trainer(model, *comm, static_cast<int32_t>(c.pad_token_id), {.max_rows_per_pass = rows_per_pass});
+
+  common::JobRequest request;
+  request.task = {common::TaskType::kClassification, {"text"}, "label", {"a", "b"}};
+  request.hyperparameters.batch_size = static_cast<int>(batch);
+  request.hyperparameters.epochs = 100;
+  request.hyperparameters.max_seq_len = static_cast<int>(seq);
+
+  const double layer_linear = 2.0 * (4.0 * c.hidden * c.hidden + 2.0 * c.hidden * c.intermediate);
+  const double peak = peak_matmul_flops(device, dtype);
+  nlohmann::json out = {{"device", device_name},       {"backbone", backbone_dir},
+                        {"hidden", c.hidden},          {"layers", c.layers},
+                        {"seq", seq},                  {"batch_per_slot", batch},
+                        {"threads", at::get_num_threads()}, {"peak_matmul_flops", peak}, {"rows_per_pass", rows_per_pass},
+                        {"row_floats", model.layout().row_size()}, {"results", nlohmann::json::array()}};
+  for (int64_t s_count : slot_counts) {
+    for (int s = 0; s < max_slots; ++s) {
+      if (trainer.active(s)) trainer.release(s);
+    }
+    for (int s = 0; s < s_count; ++s) {
+      request.hyperparameters.seed = static_cast<uint64_t>(s);
+      Status admitted = trainer.admit(s, {"bench" + std::to_string(s), request, synthetic(batch * 8, seq, c.vocab_size, s), nullptr});
+      if (!admitted.is_ok()) {
+        std::cerr << admitted.to_string() << "\n";
+        return 1;
+      }
+    }
+    double reduce_seconds = 0;
+    int64_t reduce_bytes = 0;
+    for (int64_t i = 0; i < warmup; ++i) (void)trainer.step();
+    synchronize(device);
+    const double start = now();
+    for (int64_t i = 0; i < steps; ++i) {
+      auto r = trainer.step();
+      if (!r.is_ok()) {
+        std::cerr << r.status().to_string() << "\n";
+        return 1;
+      }
+      reduce_seconds += r->allreduce_seconds;
+      reduce_bytes = r->allreduce_bytes;
+    }
+    synchronize(device);
+    const double seconds = (now() - start) / static_cast<double>(steps);
+    const double examples = static_cast<double>(s_count * batch), tokens = examples * seq;
+    const double flops = c.layers * (2.0 * tokens * layer_linear + 12.0 * examples * seq * seq * c.hidden);
+    out["results"].push_back({{"slots", s_count},
+                              {"step_seconds", seconds},
+                              {"examples_per_second", examples / seconds},
+                              {"flops_per_step", flops},
+                              {"achieved_flops", flops / seconds},
+                              {"share_of_peak", flops / seconds / peak},
+                              {"allreduce_bytes_per_step", reduce_bytes},
+                              {"allreduce_seconds_per_step", reduce_seconds / static_cast<double>(steps)}});
+  }
+  if (json) {
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::printf("%s on %s, seq %lld, %lld examples per slot, %d threads; matmul peak %.1f GFLOP/s\n",
+              backbone_dir.c_str(), device_name.c_str(), static_cast<long long>(seq), static_cast<long long>(batch),
+              at::get_num_threads(), peak / 1e9);
+  const double single = out["results"][0]["examples_per_second"].get<double>();
+  for (const auto& r : out["results"]) {
+    std::printf("S=%-3lld step %.3f s  %8.1f examples/s  x%.2f vs S single-slot steps  %.1f%% of peak\n",
+                static_cast<long long>(r["slots"].get<int64_t>()), r["step_seconds"].get<double>(),
+                r["examples_per_second"].get<double>(), r["examples_per_second"].get<double>() / single,
+                100.0 * r["share_of_peak"].get<double>());
+  }
+  return 0;
+}

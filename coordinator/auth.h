@@ -1,0 +1,43 @@
+// Auth: bearer tokens mapped to tenants and roles.
+//
+//   user    /v1 on its own tenant's files and jobs only
+//   admin   /v1 on every tenant's
+//   worker  /internal/v1 only (worker groups)
+//
+// Tokens come from --auth-file ({"tokens": [{"token", "tenant", "role"}]}). Without one the
+// coordinator is still secure by default: at first start it writes a random admin token to
+// DATA_DIR/admin.token and a worker token to DATA_DIR/worker.token (mode 0600), and reuses them
+// afterwards. Tokens are kept and compared as SHA-256 digests.
+// Thread-safety: immutable after construction.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+
+namespace bitfleet::coordinator {
+
+enum class Role { kUser, kAdmin, kWorker };
+
+struct Principal {
+  std::string tenant;
+  Role role = Role::kUser;
+};
+
+class Auth {
+ public:
+  static Result<Auth> from_file(const std::string& path);
+  // Reads or creates DATA_DIR/admin.token and DATA_DIR/worker.token; `created` says which.
+  static Result<Auth> default_tokens(const std::string& data_dir, std::string* created);
+
+  // From an Authorization header value; nullopt when missing or unknown.
+  std::optional<Principal> authenticate(std::string_view authorization) const;
+
+ private:
+  std::map<std::string, Principal> by_digest_;
+};
+
+}  // namespace bitfleet::coordinator

@@ -1,0 +1,87 @@
+// bitfleet-coordinator --listen HOST:PORT --data-dir DIR [--auth-file FILE] [--lease-seconds N]
+//                      [--max-expiries N] [--io-threads N] [--handler-threads N] [--max-upload-mb N]
+// Parses flags, wires the service to the HTTP server, and serves until SIGTERM/SIGINT, then stops
+// gracefully: no new connections, requests in flight finish.
+#include <csignal>
+#include <iostream>
+
+#include "common/file_util.h"
+#include "common/flags.h"
+#include "common/log.h"
+#include "coordinator/http_server.h"
+#include "coordinator/service.h"
+
+using namespace bitfleet;
+using namespace bitfleet::coordinator;
+
+int main(int argc, char** argv) {
+  set_log_role("coordinator");
+  common::Flags flags(argc, argv);
+  const std::string listen = flags.string("listen", "127.0.0.1:8080");
+  ServiceOptions options;
+  options.data_dir = flags.string("data-dir");
+  auto auth_file = flags.optional_string("auth-file");
+  options.lease_ms = flags.integer("lease-seconds", 1, 86400, 60) * 1000;
+  options.max_expiries = flags.integer("max-expiries", 1, 100, 3);
+  ServerOptions server;
+  server.io_threads = static_cast<int>(flags.integer("io-threads", 1, 64, 2));
+  server.handler_threads = static_cast<int>(flags.integer("handler-threads", 1, 256, 4));
+  server.max_upload_bytes = static_cast<uint64_t>(flags.integer("max-upload-mb", 1, 1 << 20, 1024)) << 20;
+  if (Status s = flags.finish(); !s.is_ok()) {
+    std::cerr << "bitfleet-coordinator: " << s.message() << "\n";
+    return 2;
+  }
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) {
+    std::cerr << "bitfleet-coordinator: --listen must be HOST:PORT\n";
+    return 2;
+  }
+  server.host = listen.substr(0, colon);
+  server.port = static_cast<uint16_t>(std::stoi(listen.substr(colon + 1)));
+  if (Status s = common::make_directories(options.data_dir); !s.is_ok()) {
+    std::cerr << "bitfleet-coordinator: " << s.message() << "\n";
+    return 1;
+  }
+
+  std::string created;
+  auto auth = auth_file ? Auth::from_file(*auth_file) : Auth::default_tokens(options.data_dir, &created);
+  if (!auth.is_ok()) {
+    std::cerr << "bitfleet-coordinator: " << auth.status().message() << "\n";
+    return 1;
+  }
+  if (!created.empty()) BITFLEET_LOG(kInfo) << "wrote new tokens (mode 0600): " << created;
+  auto service = Service::create(options, std::move(auth).value());
+  if (!service.is_ok()) {
+    std::cerr << "bitfleet-coordinator: " << service.status().to_string() << "\n";
+    return 1;
+  }
+  Service* svc = service->get();
+  server.upload_dir = svc->upload_dir();
+  server.is_upload = [svc](const std::string& m, const std::string& p) { return svc->is_upload(m, p); };
+  server.handle = [svc](Request& r) { return svc->handle(r); };
+  server.observe = [svc](const Request& r, int status, double seconds) { svc->observe(r, status, seconds); };
+
+  // Block the signals in every thread; the main thread waits for them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  HttpServer http(server);
+  if (Status s = http.start(); !s.is_ok()) {
+    std::cerr << "bitfleet-coordinator: " << s.message() << "\n";
+    return 1;
+  }
+  svc->start_sweeper();
+  BITFLEET_LOG(kInfo) << "serving on " << server.host << ":" << http.port() << ", data in " << options.data_dir;
+  std::cout << "listening on " << server.host << ":" << http.port() << std::endl;
+
+  int received = 0;
+  sigwait(&signals, &received);
+  BITFLEET_LOG(kInfo) << "signal " << received << ": stopping (requests in flight finish)";
+  http.stop(std::chrono::seconds(10));
+  svc->stop_sweeper();
+  BITFLEET_LOG(kInfo) << "stopped";
+  return 0;
+}

@@ -1,0 +1,82 @@
+#include "coordinator/metrics.h"
+
+#include <prometheus/text_serializer.h>
+
+namespace bitfleet::coordinator {
+
+namespace {
+
+const prometheus::Histogram::BucketBoundaries kRequestBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                                                 0.05,   0.1,   0.25,   0.5,   1,    2.5, 10};
+const prometheus::Histogram::BucketBoundaries kJobBuckets = {1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 21600};
+const char* const kStatuses[] = {"queued", "running", "succeeded", "failed", "cancelled"};
+
+}  // namespace
+
+CoordinatorMetrics::CoordinatorMetrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      requests_(prometheus::BuildCounter().Name("bitfleet_http_requests_total")
+                    .Help("HTTP requests answered, by route template, method and status code").Register(*registry_)),
+      request_seconds_(prometheus::BuildHistogram().Name("bitfleet_http_request_duration_seconds")
+                           .Help("Time from a request's header to its response written").Register(*registry_)),
+      submissions_(prometheus::BuildCounter().Name("bitfleet_job_submissions_total")
+                       .Help("Jobs created through POST /v1/jobs and /v1/jobs/batch").Register(*registry_).Add({})),
+      finished_(prometheus::BuildCounter().Name("bitfleet_jobs_finished_total")
+                    .Help("Jobs that reached a final status, by status").Register(*registry_)),
+      job_seconds_(prometheus::BuildHistogram().Name("bitfleet_job_duration_seconds")
+                       .Help("Time from a job's first lease to its final status").Register(*registry_)
+                       .Add({}, kJobBuckets)),
+      queue_wait_seconds_(prometheus::BuildHistogram().Name("bitfleet_job_queue_wait_seconds")
+                              .Help("Time a job waited queued before a worker group leased it").Register(*registry_)
+                              .Add({}, kJobBuckets)),
+      lease_expiries_(prometheus::BuildCounter().Name("bitfleet_lease_expiries_total")
+                          .Help("Leases that expired without a heartbeat").Register(*registry_).Add({})),
+      requeues_(prometheus::BuildCounter().Name("bitfleet_job_requeues_total")
+                    .Help("Jobs queued again after their lease expired").Register(*registry_).Add({})),
+      jobs_(prometheus::BuildGauge().Name("bitfleet_jobs").Help("Jobs in the store, by status").Register(*registry_)),
+      groups_(prometheus::BuildGauge().Name("bitfleet_worker_groups")
+                  .Help("Worker groups, by state (lost: no heartbeat for three intervals)").Register(*registry_)),
+      groups_active_(groups_.Add({{"state", "active"}})),
+      groups_lost_(groups_.Add({{"state", "lost"}})),
+      slots_(prometheus::BuildGauge().Name("bitfleet_worker_slots").Help("Task slots of active worker groups")
+                 .Register(*registry_).Add({})),
+      free_slots_(prometheus::BuildGauge().Name("bitfleet_worker_free_slots")
+                      .Help("Free task slots of active worker groups, as last reported").Register(*registry_).Add({})) {
+  for (const char* s : kStatuses) {
+    jobs_.Add({{"status", s}});
+    if (std::string(s) != "queued" && std::string(s) != "running") finished_.Add({{"status", s}});
+  }
+}
+
+void CoordinatorMetrics::observe_request(const std::string& route, const std::string& method, int status,
+                                         double seconds) {
+  const std::string label = route.empty() ? "unmatched" : route;
+  requests_.Add({{"route", label}, {"method", method}, {"code", std::to_string(status)}}).Increment();
+  request_seconds_.Add({{"route", label}, {"method", method}}, kRequestBuckets).Observe(seconds);
+}
+
+void CoordinatorMetrics::jobs_submitted(int64_t n) { submissions_.Increment(static_cast<double>(n)); }
+
+void CoordinatorMetrics::job_finished(const std::string& status, double seconds_running) {
+  finished_.Add({{"status", status}}).Increment();
+  if (seconds_running >= 0) job_seconds_.Observe(seconds_running);
+}
+
+void CoordinatorMetrics::queue_wait(double seconds) { queue_wait_seconds_.Observe(seconds); }
+
+void CoordinatorMetrics::lease_expired(bool requeued) {
+  lease_expiries_.Increment();
+  if (requeued) requeues_.Increment();
+}
+
+std::string CoordinatorMetrics::scrape(const std::vector<JobCount>& jobs, const WorkerGauges& workers) {
+  for (const char* s : kStatuses) jobs_.Add({{"status", s}}).Set(0);
+  for (const auto& j : jobs) jobs_.Add({{"status", j.status}}).Set(static_cast<double>(j.count));
+  groups_active_.Set(static_cast<double>(workers.active_groups));
+  groups_lost_.Set(static_cast<double>(workers.lost_groups));
+  slots_.Set(static_cast<double>(workers.slots));
+  free_slots_.Set(static_cast<double>(workers.free_slots));
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+}  // namespace bitfleet::coordinator

@@ -1,0 +1,58 @@
+// The coordinator's Prometheus metrics. Families are registered once at start with their help
+// text; request paths only increment pre-registered families. No job ids in labels: routes are
+// templates ("/v1/jobs/{id}"), statuses a fixed set.
+// Thread-safety: all methods may be called from any thread (prometheus-cpp metrics are atomic).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+namespace bitfleet::coordinator {
+
+struct JobCount {
+  std::string status;
+  int64_t count;
+};
+
+struct WorkerGauges {
+  int64_t active_groups = 0, lost_groups = 0, slots = 0, free_slots = 0;
+};
+
+class CoordinatorMetrics {
+ public:
+  CoordinatorMetrics();
+
+  void observe_request(const std::string& route, const std::string& method, int status, double seconds);
+  void jobs_submitted(int64_t n);
+  void job_finished(const std::string& status, double seconds_running);
+  void queue_wait(double seconds);
+  void lease_expired(bool requeued);
+
+  // The exposition text, after setting the gauges from the store's current state.
+  std::string scrape(const std::vector<JobCount>& jobs, const WorkerGauges& workers);
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Family<prometheus::Histogram>& request_seconds_;
+  prometheus::Counter& submissions_;
+  prometheus::Family<prometheus::Counter>& finished_;
+  prometheus::Histogram& job_seconds_;
+  prometheus::Histogram& queue_wait_seconds_;
+  prometheus::Counter& lease_expiries_;
+  prometheus::Counter& requeues_;
+  prometheus::Family<prometheus::Gauge>& jobs_;
+  prometheus::Family<prometheus::Gauge>& groups_;
+  prometheus::Gauge& groups_active_;
+  prometheus::Gauge& groups_lost_;
+  prometheus::Gauge& slots_;
+  prometheus::Gauge& free_slots_;
+};
+
+}  // namespace bitfleet::coordinator

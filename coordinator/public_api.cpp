@@ -1,0 +1,294 @@
+// The public API (/v1): files, jobs, events, artifacts, worker groups.
+#include <filesystem>
+
+#include "common/file_util.h"
+#include "common/json_fields.h"
+#include "common/net/sha256.h"
+#include "common/table_reader.h"
+#include "coordinator/handler_util.h"
+#include "coordinator/problem.h"
+#include "coordinator/resources.h"
+#include "coordinator/service.h"
+
+namespace bitfleet::coordinator {
+
+namespace {
+
+constexpr int64_t kDefaultPage = 20, kMaxPage = 100;
+const char* const kStatuses[] = {kQueued, kRunning, kSucceeded, kFailed, kCancelled};
+
+Status check_filename(const std::string& name) {
+  if (name.empty() || name.size() > 255) return invalid_argument("filename must be 1 to 255 bytes", "filename");
+  for (char c : name) {
+    if (c == '/' || c == '\\' || static_cast<unsigned char>(c) < 32) {
+      return invalid_argument("filename must not contain '/', '\\' or control characters", "filename");
+    }
+  }
+  return common::table_format_from_name(name).status().is_ok()
+             ? Status::ok()
+             : invalid_argument("filename must end in .tsv, .csv or .jsonl (the format is read from it), got \"" + name + "\"",
+                                "filename");
+}
+
+template <typename T, typename F>
+nlohmann::json page_json(const Page<T>& page, F&& render) {
+  nlohmann::json data = nlohmann::json::array();
+  for (const auto& item : page.data) data.push_back(render(item));
+  return {{"object", "list"}, {"data", data}, {"has_more", page.has_more}};
+}
+
+// The columns of a stored file as an empty table, so a task's column references resolve against it.
+common::Table columns_of(const FileRecord& f) {
+  common::Table t;
+  t.name = f.filename + " (" + f.id + ")";
+  t.format = common::table_format_from_name(f.filename).value();
+  t.columns = f.columns;
+  return t;
+}
+
+}  // namespace
+
+Result<std::optional<JobRecord>> Service::visible_job(const std::string& id, const Caller& c) {
+  BITFLEET_ASSIGN_OR_RETURN(auto job, store_->get_job(id));
+  if (job && !c.sees(job->tenant)) return std::optional<JobRecord>();
+  return job;
+}
+
+Response Service::create_file(Request& r, const Caller& c) {
+  const std::string filename = r.query.count("filename") ? r.query.at("filename") : "";
+  if (Status ok = check_filename(filename); !ok.is_ok()) return problem(ok, r.path, 400);
+  auto digest = net::sha256_file(r.body_file);
+  if (!digest.is_ok()) return problem(digest.status(), r.path);
+  auto key = idempotency_key(r, *digest);
+  if (!key.is_ok()) return problem(key.status(), r.path, 400);
+  auto content = common::read_file(r.body_file);
+  if (!content.is_ok()) return problem(content.status(), r.path);
+  auto format = common::table_format_from_name(filename).value();
+  // Refuse a bad dataset now, naming its line, rather than when a job reaches a worker.
+  auto table = common::read_table(*content, format, filename);
+  if (!table.is_ok()) return problem(Status(table.status().code(), table.status().message(), "body"), r.path, 422);
+  if (table->records.empty()) return problem(422, "", filename + ": the file has no records", "body", r.path);
+
+  FileRecord f;
+  f.id = new_id("file-");
+  f.tenant = c.principal.tenant;
+  f.filename = filename;
+  f.format = std::string(common::table_format_name(format));
+  f.bytes = static_cast<int64_t>(content->size());
+  f.sha256 = *digest;
+  f.rows = static_cast<int64_t>(table->records.size());
+  f.columns = table->columns;
+  f.created_at = now_ms();
+  if (Status moved = blobs_.adopt(r.body_file, f.id); !moved.is_ok()) return problem(moved, r.path);
+  r.body_file.clear();  // adopted: the server must not delete it
+  auto stored = store_->insert_file(f, *key, [](const FileRecord& saved) {
+    return StoredResponse{201, file_json(saved).dump()};
+  });
+  if (!stored.is_ok()) {
+    (void)blobs_.remove(f.id);
+    return problem(stored.status(), r.path, 400);
+  }
+  if (stored->body.find(f.id) == std::string::npos) (void)blobs_.remove(f.id);  // a replayed answer
+  Response response;
+  response.status = stored->status;
+  response.body = stored->body;
+  return response;
+}
+
+Response Service::list_files(Request& r, const Caller& c) {
+  auto limit = int_param(r, "limit", 1, kMaxPage, kDefaultPage);
+  if (!limit.is_ok()) return problem(limit.status(), r.path, 400);
+  std::string after = r.query.count("after") ? r.query.at("after") : "";
+  if (!after.empty()) {
+    auto cursor = store_->get_file(after);
+    if (!cursor.is_ok()) return problem(cursor.status(), r.path);
+    if (!*cursor || !c.sees((*cursor)->tenant)) {
+      return problem(400, "", "after: \"" + after.substr(0, 64) + "\" is not a file id from a previous page", "after", r.path);
+    }
+  }
+  auto page = store_->list_files(c.principal.role == Role::kAdmin ? "" : c.principal.tenant, *limit, after);
+  if (!page.is_ok()) return problem(page.status(), r.path);
+  return json_response(200, page_json(*page, file_json));
+}
+
+Response Service::get_file(Request& r, const Caller& c) {
+  auto f = store_->get_file(r.params["id"]);
+  if (!f.is_ok()) return problem(f.status(), r.path);
+  if (!*f || !c.sees((*f)->tenant)) return problem(404, "", "no file " + r.params["id"], "id", r.path);
+  return json_response(200, file_json(**f));
+}
+
+Response Service::file_content(Request& r, const Caller& c) {
+  auto f = store_->get_file(r.params["id"]);
+  if (!f.is_ok()) return problem(f.status(), r.path);
+  if (!*f || !c.sees((*f)->tenant)) return problem(404, "", "no file " + r.params["id"], "id", r.path);
+  Response response;
+  response.content_type = "application/octet-stream";
+  response.file = blobs_.path((*f)->id);
+  response.headers["Content-Disposition"] = "attachment; filename=\"" + (*f)->id + "." + (*f)->format + "\"";
+  return response;
+}
+
+Response Service::delete_file(Request& r, const Caller& c) {
+  auto f = store_->get_file(r.params["id"]);
+  if (!f.is_ok()) return problem(f.status(), r.path);
+  if (!*f || !c.sees((*f)->tenant)) return problem(404, "", "no file " + r.params["id"], "id", r.path);
+  if (Status deleted = store_->delete_file((*f)->id); !deleted.is_ok()) return problem(deleted, r.path);
+  (void)blobs_.remove((*f)->id);
+  return json_response(200, {{"id", (*f)->id}, {"object", "file"}, {"deleted", true}});
+}
+
+Result<common::JobRequest> Service::validate_job(const nlohmann::json& body, const Caller& c, const std::string& path) {
+  BITFLEET_ASSIGN_OR_RETURN(common::JobRequest request, common::parse_job_request(body, common::FileRefs::kFileIds, path));
+  const std::string prefix = path.empty() ? "" : path + ".";
+  auto check_file = [&](const std::string& id, const std::string& field) -> Status {
+    BITFLEET_ASSIGN_OR_RETURN(auto f, store_->get_file(id));
+    if (!f || !c.sees(f->tenant)) {
+      return invalid_argument(prefix + field + ": no file " + id + " (upload it with POST /v1/files)", prefix + field);
+    }
+    const common::Table table = columns_of(*f);
+    for (size_t i = 0; i < request.task.text_fields.size(); ++i) {
+      const std::string at = prefix + "task.text_fields[" + std::to_string(i) + "]";
+      BITFLEET_RETURN_IF_ERROR(common::resolve_column(table, request.task.text_fields[i], at).status());
+    }
+    return common::resolve_column(table, request.task.label_field, prefix + "task.label_field").status();
+  };
+  BITFLEET_RETURN_IF_ERROR(check_file(request.train_file, "train_file"));
+  if (!request.validation_file.empty()) BITFLEET_RETURN_IF_ERROR(check_file(request.validation_file, "validation_file"));
+  return request;
+}
+
+Response Service::create_job(Request& r, const Caller& c) {
+  int body_status = 400;
+  auto body = json_body(r, &body_status);
+  if (!body.is_ok()) return problem(body.status(), r.path, body_status);
+  auto key = idempotency_key(r, net::sha256_hex(r.body));
+  if (!key.is_ok()) return problem(key.status(), r.path, 400);
+  auto request = validate_job(*body, c, "");
+  if (!request.is_ok()) return problem(request.status(), r.path, 422);
+  JobRecord job;
+  job.id = new_id("job-");
+  job.request = std::move(request).value();
+  job.created_at = now_ms();
+  auto stored = store_->create_jobs(c.principal.tenant, {job}, *key, [](const std::vector<JobRecord>& created) {
+    return StoredResponse{201, job_json(created[0]).dump()};
+  });
+  if (!stored.is_ok()) return problem(stored.status(), r.path, 400);
+  if (stored->body.find(job.id) != std::string::npos) metrics_.jobs_submitted(1);
+  Response response;
+  response.status = stored->status;
+  response.body = stored->body;
+  return response;
+}
+
+Response Service::create_jobs_batch(Request& r, const Caller& c) {
+  int body_status = 400;
+  auto body = json_body(r, &body_status);
+  if (!body.is_ok()) return problem(body.status(), r.path, body_status);
+  auto key = idempotency_key(r, net::sha256_hex(r.body));
+  if (!key.is_ok()) return problem(key.status(), r.path, 400);
+  common::JsonFields f(*body, "");
+  const nlohmann::json& list = f.raw("jobs");
+  if (f.ok() && (!list.is_array() || list.empty() || static_cast<int64_t>(list.size()) > options_.max_batch_jobs)) {
+    f.fail("jobs", "must be a list of 1 to " + std::to_string(options_.max_batch_jobs) + " job requests");
+  }
+  if (Status ok = f.finish(); !ok.is_ok()) return problem(ok, r.path, 422);
+  std::vector<JobRecord> jobs;
+  const int64_t now = now_ms();
+  for (size_t i = 0; i < list.size(); ++i) {
+    auto request = validate_job(list[i], c, "jobs[" + std::to_string(i) + "]");
+    if (!request.is_ok()) return problem(request.status(), r.path, 422);
+    JobRecord job;
+    job.id = new_id("job-");
+    job.request = std::move(request).value();
+    job.created_at = now;
+    jobs.push_back(std::move(job));
+  }
+  auto stored = store_->create_jobs(c.principal.tenant, jobs, *key, [](const std::vector<JobRecord>& created) {
+    nlohmann::json data = nlohmann::json::array();
+    for (const auto& j : created) data.push_back(job_json(j));
+    return StoredResponse{201, nlohmann::json({{"object", "list"}, {"data", data}}).dump()};
+  });
+  if (!stored.is_ok()) return problem(stored.status(), r.path, 400);
+  if (stored->body.find(jobs[0].id) != std::string::npos) metrics_.jobs_submitted(static_cast<int64_t>(jobs.size()));
+  Response response;
+  response.status = stored->status;
+  response.body = stored->body;
+  return response;
+}
+
+Response Service::list_jobs(Request& r, const Caller& c) {
+  auto limit = int_param(r, "limit", 1, kMaxPage, kDefaultPage);
+  if (!limit.is_ok()) return problem(limit.status(), r.path, 400);
+  std::string status = r.query.count("status") ? r.query.at("status") : "";
+  if (!status.empty() && std::find(std::begin(kStatuses), std::end(kStatuses), status) == std::end(kStatuses)) {
+    return problem(400, "", "status must be one of queued, running, succeeded, failed, cancelled, got \"" +
+                                status.substr(0, 40) + "\"", "status", r.path);
+  }
+  std::string after = r.query.count("after") ? r.query.at("after") : "";
+  if (!after.empty()) {
+    auto cursor = visible_job(after, c);
+    if (!cursor.is_ok()) return problem(cursor.status(), r.path);
+    if (!*cursor) {
+      return problem(400, "", "after: \"" + after.substr(0, 64) + "\" is not a job id from a previous page", "after", r.path);
+    }
+  }
+  auto page = store_->list_jobs(c.principal.role == Role::kAdmin ? "" : c.principal.tenant, status, *limit, after);
+  if (!page.is_ok()) return problem(page.status(), r.path);
+  return json_response(200, page_json(*page, job_json));
+}
+
+Response Service::get_job(Request& r, const Caller& c) {
+  auto job = visible_job(r.params["id"], c);
+  if (!job.is_ok()) return problem(job.status(), r.path);
+  if (!*job) return problem(404, "", "no job " + r.params["id"], "id", r.path);
+  return json_response(200, job_json(**job));
+}
+
+Response Service::cancel_job(Request& r, const Caller& c) {
+  auto job = visible_job(r.params["id"], c);
+  if (!job.is_ok()) return problem(job.status(), r.path);
+  if (!*job) return problem(404, "", "no job " + r.params["id"], "id", r.path);
+  auto cancelled = store_->cancel_job((*job)->id, now_ms());
+  if (!cancelled.is_ok()) return problem(cancelled.status(), r.path);
+  metrics_.job_finished(kCancelled, cancelled->started_at ? (*cancelled->finished_at - *cancelled->started_at) / 1000.0 : -1);
+  return json_response(200, job_json(*cancelled));
+}
+
+Response Service::job_events(Request& r, const Caller& c) {
+  auto after = int_param(r, "after", 0, INT64_MAX, 0);
+  if (!after.is_ok()) return problem(after.status(), r.path, 400);
+  auto limit = int_param(r, "limit", 1, 1000, 100);
+  if (!limit.is_ok()) return problem(limit.status(), r.path, 400);
+  auto job = visible_job(r.params["id"], c);
+  if (!job.is_ok()) return problem(job.status(), r.path);
+  if (!*job) return problem(404, "", "no job " + r.params["id"], "id", r.path);
+  auto page = store_->list_events((*job)->id, *after, *limit);
+  if (!page.is_ok()) return problem(page.status(), r.path);
+  return json_response(200, page_json(*page, event_json));
+}
+
+Response Service::job_artifact(Request& r, const Caller& c) {
+  auto job = visible_job(r.params["id"], c);
+  if (!job.is_ok()) return problem(job.status(), r.path);
+  if (!*job) return problem(404, "", "no job " + r.params["id"], "id", r.path);
+  if ((*job)->status != kSucceeded || (*job)->artifact_blob.empty()) {
+    return problem(409, "", "job " + (*job)->id + " has no artifact: it is " + (*job)->status, "id", r.path);
+  }
+  Response response;
+  response.content_type = "application/octet-stream";
+  response.file = blobs_.path((*job)->artifact_blob);
+  response.headers["Content-Disposition"] = "attachment; filename=\"" + (*job)->id + ".safetensors\"";
+  return response;
+}
+
+Response Service::list_workers(Request& r, const Caller& c) {
+  auto workers = store_->list_workers();
+  if (!workers.is_ok()) return problem(workers.status(), r.path);
+  nlohmann::json data = nlohmann::json::array();
+  const int64_t now = now_ms();
+  for (const auto& w : *workers) data.push_back(worker_json(w, now, options_.lease_ms));
+  return json_response(200, {{"object", "list"}, {"data", data}, {"has_more", false}});
+}
+
+}  // namespace bitfleet::coordinator

@@ -1,0 +1,174 @@
+#include "coordinator/service.h"
+
+#include <chrono>
+
+#include "common/log.h"
+#include "coordinator/handler_util.h"
+#include "coordinator/openapi_document.h"
+#include "coordinator/problem.h"
+
+namespace bitfleet::coordinator {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, Auth auth) {
+  BITFLEET_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, Store::open(options.data_dir + "/bitfleet.db"));
+  std::unique_ptr<Service> service(new Service(std::move(options), std::move(auth), std::move(store)));
+  BITFLEET_RETURN_IF_ERROR(service->blobs_.init());
+  service->add_routes();
+  return service;
+}
+
+Service::Service(ServiceOptions options, Auth auth, std::unique_ptr<Store> store)
+    : options_(std::move(options)), auth_(std::move(auth)), store_(std::move(store)), blobs_(options_.data_dir) {}
+
+Service::~Service() { stop_sweeper(); }
+
+void Service::add_routes() {
+  auto user = [this](Response (Service::*h)(Request&, const Caller&)) {
+    return [this, h](Request& r) {
+      Caller caller{auth_.authenticate(r.header("authorization")).value_or(Principal{})};
+      return (this->*h)(r, caller);
+    };
+  };
+  public_.add("POST", "/v1/files", user(&Service::create_file));
+  public_.add("GET", "/v1/files", user(&Service::list_files));
+  public_.add("GET", "/v1/files/{id}", user(&Service::get_file));
+  public_.add("DELETE", "/v1/files/{id}", user(&Service::delete_file));
+  public_.add("GET", "/v1/files/{id}/content", user(&Service::file_content));
+  public_.add("POST", "/v1/jobs", user(&Service::create_job));
+  public_.add("POST", "/v1/jobs/batch", user(&Service::create_jobs_batch));
+  public_.add("GET", "/v1/jobs", user(&Service::list_jobs));
+  public_.add("GET", "/v1/jobs/{id}", user(&Service::get_job));
+  public_.add("POST", "/v1/jobs/{id}/cancel", user(&Service::cancel_job));
+  public_.add("GET", "/v1/jobs/{id}/events", user(&Service::job_events));
+  public_.add("GET", "/v1/jobs/{id}/artifact", user(&Service::job_artifact));
+  public_.add("GET", "/v1/workers", user(&Service::list_workers));
+
+  auto worker = [this](Response (Service::*h)(Request&)) { return [this, h](Request& r) { return (this->*h)(r); }; };
+  internal_.add("POST", "/internal/v1/workers", worker(&Service::register_worker));
+  internal_.add("POST", "/internal/v1/workers/{id}/lease", worker(&Service::lease));
+  internal_.add("POST", "/internal/v1/workers/{id}/heartbeat", worker(&Service::heartbeat));
+  internal_.add("POST", "/internal/v1/jobs/{id}/events", worker(&Service::worker_events));
+  internal_.add("PUT", "/internal/v1/jobs/{id}/checkpoint", worker(&Service::put_checkpoint));
+  internal_.add("GET", "/internal/v1/jobs/{id}/checkpoint", worker(&Service::get_checkpoint));
+  internal_.add("PUT", "/internal/v1/jobs/{id}/artifact", worker(&Service::put_artifact));
+  internal_.add("POST", "/internal/v1/jobs/{id}/complete", worker(&Service::complete));
+  internal_.add("POST", "/internal/v1/jobs/{id}/fail", worker(&Service::fail));
+  internal_.add("POST", "/internal/v1/jobs/{id}/release", worker(&Service::release));
+  internal_.add("GET", "/internal/v1/files/{id}/content", worker(&Service::worker_file_content));
+
+  operations_.add("GET", "/healthz", [](Request&) { return json_response(200, {{"status", "ok"}}); });
+  operations_.add("GET", "/readyz", [this](Request& r) {
+    auto counts = store_->job_counts();
+    if (!counts.is_ok()) return problem(503, "", "the job store is not answering", "", r.path);
+    return json_response(200, {{"status", "ready"}, {"schema_version", store_->schema_version()}});
+  });
+  operations_.add("GET", "/metrics", [this](Request&) { return metrics_text(); });
+  operations_.add("GET", "/v1/openapi.json", [](Request&) {
+    Response r;
+    r.body = std::string(openapi_document());
+    return r;
+  });
+}
+
+Response Service::handle(Request& r) {
+  if (r.path == "/healthz" || r.path == "/readyz" || r.path == "/metrics" || r.path == "/v1/openapi.json") {
+    return operations_.dispatch(r);
+  }
+  const bool internal = r.path.rfind("/internal/", 0) == 0;
+  const bool public_api = r.path == "/v1" || r.path.rfind("/v1/", 0) == 0;
+  if (!internal && !public_api) return problem(404, "", "no such resource: " + r.path, "", r.path);
+  auto principal = auth_.authenticate(r.header("authorization"));
+  if (!principal) {
+    return problem(401, "", "send a bearer token: Authorization: Bearer <token>", "Authorization", r.path);
+  }
+  if (internal != (principal->role == Role::kWorker)) {
+    return problem(403, "", internal ? "only the worker token may use /internal" : "the worker token may use only /internal",
+                   "Authorization", r.path);
+  }
+  return internal ? internal_.dispatch(r) : public_.dispatch(r);
+}
+
+bool Service::is_upload(const std::string& method, const std::string& path) const {
+  if (method == "POST" && path == "/v1/files") return true;
+  if (method != "PUT" || path.rfind("/internal/v1/jobs/", 0) != 0) return false;
+  return path.size() > 11 && (path.compare(path.size() - 11, 11, "/checkpoint") == 0 ||
+                              path.compare(path.size() - 9, 9, "/artifact") == 0);
+}
+
+void Service::observe(const Request& r, int status, double seconds) {
+  std::string route = r.route;
+  if (route.empty()) {
+    // Unmatched or refused before routing: label by the template it would match, never by the path.
+    for (const Router* router : {&public_, &internal_, &operations_}) {
+      route = router->route_of(r.method, r.path);
+      if (!route.empty()) break;
+    }
+  }
+  metrics_.observe_request(route, r.method, status, seconds);
+}
+
+Response Service::metrics_text() {
+  std::vector<JobCount> jobs;
+  if (auto counts = store_->job_counts(); counts.is_ok()) {
+    for (const auto& [status, n] : *counts) jobs.push_back({status, n});
+  }
+  WorkerGauges gauges;
+  if (auto workers = store_->list_workers(); workers.is_ok()) {
+    const int64_t now = now_ms();
+    for (const auto& w : *workers) {
+      if (now - w.last_heartbeat_at > options_.lease_ms) {  // its leases have expired too
+        ++gauges.lost_groups;
+      } else {
+        ++gauges.active_groups;
+        gauges.slots += w.slots;
+        gauges.free_slots += w.free_slots;
+      }
+    }
+  }
+  Response r;
+  r.content_type = "text/plain; version=0.0.4";
+  r.body = metrics_.scrape(jobs, gauges);
+  return r;
+}
+
+void Service::sweep() {
+  auto expired = store_->expire_leases(now_ms(), options_.max_expiries);
+  if (!expired.is_ok()) {
+    BITFLEET_LOG(kError) << "lease sweep: " << expired.status().to_string();
+    return;
+  }
+  for (const auto& e : *expired) {
+    metrics_.lease_expired(e.requeued);
+    if (!e.requeued) metrics_.job_finished(kFailed, e.started_at ? (now_ms() - *e.started_at) / 1000.0 : -1);
+    BITFLEET_LOG(kWarning) << "lease of " << e.job_id << " expired; " << (e.requeued ? "requeued" : "failed");
+  }
+}
+
+void Service::start_sweeper() {
+  sweeper_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(sweeper_mutex_);
+    while (!sweeper_stop_) {
+      sweeper_wake_.wait_for(lock, std::chrono::seconds(1));
+      if (sweeper_stop_) break;
+      lock.unlock();
+      sweep();
+      lock.lock();
+    }
+  });
+}
+
+void Service::stop_sweeper() {
+  {
+    std::lock_guard<std::mutex> lock(sweeper_mutex_);
+    sweeper_stop_ = true;
+  }
+  sweeper_wake_.notify_all();
+  if (sweeper_.joinable()) sweeper_.join();
+}
+
+}  // namespace bitfleet::coordinator

@@ -1,0 +1,316 @@
+// Store: schema and migrations, files, jobs, events, idempotency. Scheduling (worker groups,
+// leases, worker reports) is in store_scheduling.cpp.
+#include "coordinator/store.h"
+
+#include <algorithm>
+
+#include "coordinator/store_rows.h"
+
+namespace bitfleet::coordinator {
+
+namespace {
+
+// Numbered schema migrations; meta.schema_version says how many have run.
+const char* const kMigrations[] = {
+    R"sql(
+CREATE TABLE files (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE, tenant TEXT NOT NULL, filename TEXT NOT NULL, format TEXT NOT NULL,
+  bytes INTEGER NOT NULL, sha256 TEXT NOT NULL, rows INTEGER NOT NULL, columns TEXT NOT NULL,
+  created_at INTEGER NOT NULL);
+CREATE INDEX files_by_tenant ON files(tenant, seq);
+CREATE TABLE jobs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE, tenant TEXT NOT NULL, backbone TEXT NOT NULL, priority INTEGER NOT NULL,
+  request TEXT NOT NULL, train_file TEXT NOT NULL, validation_file TEXT,
+  status TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0, expiries INTEGER NOT NULL DEFAULT 0,
+  created_at INTEGER NOT NULL, queued_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER,
+  worker_id TEXT, error TEXT, step INTEGER NOT NULL DEFAULT 0, total_steps INTEGER, train_loss REAL,
+  metrics TEXT, checkpoint_blob TEXT, checkpoint_step INTEGER NOT NULL DEFAULT 0,
+  artifact_blob TEXT, artifact_bytes INTEGER NOT NULL DEFAULT 0, artifact_sha256 TEXT);
+CREATE INDEX jobs_queue ON jobs(status, backbone, priority DESC, seq);
+CREATE INDEX jobs_by_tenant ON jobs(tenant, seq);
+CREATE INDEX jobs_by_tenant_status ON jobs(tenant, status, seq);
+CREATE INDEX jobs_by_status ON jobs(status, seq);
+CREATE INDEX jobs_by_train_file ON jobs(train_file);
+CREATE INDEX jobs_by_validation_file ON jobs(validation_file);
+CREATE TABLE job_events (
+  job_seq INTEGER NOT NULL, seq INTEGER NOT NULL, created_at INTEGER NOT NULL, type TEXT NOT NULL,
+  data TEXT NOT NULL, PRIMARY KEY (job_seq, seq)) WITHOUT ROWID;
+CREATE TABLE workers (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, backbone TEXT NOT NULL, backbone_sha256 TEXT NOT NULL,
+  device TEXT NOT NULL, slots INTEGER NOT NULL, ranks INTEGER NOT NULL, free_slots INTEGER NOT NULL,
+  max_labels INTEGER NOT NULL, max_seq_len INTEGER NOT NULL, registered_at INTEGER NOT NULL,
+  last_heartbeat_at INTEGER NOT NULL);
+CREATE TABLE leases (
+  job_id TEXT PRIMARY KEY, worker_id TEXT NOT NULL, attempt INTEGER NOT NULL, expires_at INTEGER NOT NULL);
+CREATE INDEX leases_by_expiry ON leases(expires_at);
+CREATE INDEX leases_by_worker ON leases(worker_id);
+CREATE TABLE idempotency (
+  tenant TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, status INTEGER NOT NULL,
+  body TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (tenant, key)) WITHOUT ROWID;
+)sql",
+};
+
+}  // namespace
+
+Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
+  BITFLEET_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, Database::open(path));
+  std::unique_ptr<Store> store(new Store(std::move(db)));
+  BITFLEET_RETURN_IF_ERROR(store->migrate());
+  return store;
+}
+
+Status Store::migrate() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  BITFLEET_RETURN_IF_ERROR(db_->exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"));
+  BITFLEET_ASSIGN_OR_RETURN(Statement * read, db_->prepare("SELECT value FROM meta WHERE key = 'schema_version'"));
+  BITFLEET_ASSIGN_OR_RETURN(bool found, read->step());
+  int version = found ? std::stoi(read->text(0)) : 0;
+  read->reset();
+  const int latest = static_cast<int>(std::size(kMigrations));
+  if (version > latest) {
+    return Status(StatusCode::kFailedPrecondition, "the data directory's schema is version " + std::to_string(version) +
+                                                       ", newer than this coordinator's " + std::to_string(latest));
+  }
+  for (; version < latest; ++version) {
+    Transaction tx(*db_);
+    BITFLEET_RETURN_IF_ERROR(tx.begin());
+    BITFLEET_RETURN_IF_ERROR(db_->exec(kMigrations[version]));
+    BITFLEET_RETURN_IF_ERROR(db_->exec("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', '" +
+                                       std::to_string(version + 1) + "')"));
+    BITFLEET_RETURN_IF_ERROR(tx.commit());
+  }
+  schema_version_ = version;
+  return Status::ok();
+}
+
+Status Store::append_event(int64_t job_seq, const std::string& type, const nlohmann::json& data, int64_t now) {
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
+      "INSERT INTO job_events(job_seq, seq, created_at, type, data) VALUES "
+      "(?1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM job_events WHERE job_seq = ?1), ?2, ?3, ?4)"));
+  return s->bind(1, job_seq).bind(2, now).bind(3, type).bind(4, data.dump()).run();
+}
+
+Result<std::optional<StoredResponse>> Store::find_idempotent(const std::string& tenant, const IdempotencyKey& key) {
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
+      "SELECT request_hash, status, body FROM idempotency WHERE tenant = ?1 AND key = ?2"));
+  s->bind(1, tenant).bind(2, key.key);
+  BITFLEET_ASSIGN_OR_RETURN(bool found, s->step());
+  if (!found) return std::optional<StoredResponse>();
+  if (s->text(0) != key.request_hash) {
+    return Status(StatusCode::kFailedPrecondition,
+                  "Idempotency-Key \"" + key.key + "\" was used for a different request", "Idempotency-Key");
+  }
+  return std::optional<StoredResponse>(StoredResponse{static_cast<int>(s->integer(1)), s->text(2)});
+}
+
+Status Store::save_idempotent(const std::string& tenant, const IdempotencyKey& key, const StoredResponse& response,
+                              int64_t now) {
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
+      "INSERT INTO idempotency(tenant, key, request_hash, status, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
+  return s->bind(1, tenant).bind(2, key.key).bind(3, key.request_hash).bind(4, int64_t{response.status})
+      .bind(5, response.body).bind(6, now).run();
+}
+
+Result<StoredResponse> Store::insert_file(const FileRecord& f, const std::optional<IdempotencyKey>& key,
+                                          const std::function<StoredResponse(const FileRecord&)>& respond) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Transaction tx(*db_);
+  BITFLEET_RETURN_IF_ERROR(tx.begin());
+  if (key) {
+    BITFLEET_ASSIGN_OR_RETURN(auto stored, find_idempotent(f.tenant, *key));
+    if (stored) return *stored;
+  }
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
+      "INSERT INTO files(id, tenant, filename, format, bytes, sha256, rows, columns, created_at) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"));
+  BITFLEET_RETURN_IF_ERROR(s->bind(1, f.id).bind(2, f.tenant).bind(3, f.filename).bind(4, f.format).bind(5, f.bytes)
+                               .bind(6, f.sha256).bind(7, f.rows).bind(8, nlohmann::json(f.columns).dump())
+                               .bind(9, f.created_at).run());
+  StoredResponse response = respond(f);
+  if (key) BITFLEET_RETURN_IF_ERROR(save_idempotent(f.tenant, *key, response, f.created_at));
+  BITFLEET_RETURN_IF_ERROR(tx.commit());
+  return response;
+}
+
+Result<std::optional<FileRecord>> Store::get_file(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare("SELECT " + std::string(kFileColumns) + " FROM files WHERE id = ?1"));
+  s->bind(1, id);
+  BITFLEET_ASSIGN_OR_RETURN(bool found, s->step());
+  if (!found) return std::optional<FileRecord>();
+  return std::optional<FileRecord>(file_from_row(*s));
+}
+
+Result<Page<FileRecord>> Store::list_files(const std::string& tenant, int64_t limit, const std::string& after) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  // Newest first; a cursor is the id of the last file of the previous page.
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
+      "SELECT " + std::string(kFileColumns) + " FROM files WHERE (?1 = '' OR tenant = ?1) "
+      "AND (?2 = '' OR seq < (SELECT seq FROM files WHERE id = ?2)) ORDER BY seq DESC LIMIT ?3"));
+  s->bind(1, tenant).bind(2, after).bind(3, limit + 1);
+  Page<FileRecord> page;
+  while (true) {
+    BITFLEET_ASSIGN_OR_RETURN(bool row, s->step());
+    if (!row) break;
+    page.data.push_back(file_from_row(*s));
+  }
+  if (static_cast<int64_t>(page.data.size()) > limit) {
+    page.data.pop_back();
+    page.has_more = true;
+  }
+  return page;
+}
+
+Status Store::delete_file(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Transaction tx(*db_);
+  BITFLEET_RETURN_IF_ERROR(tx.begin());
+  BITFLEET_ASSIGN_OR_RETURN(Statement * used, db_->prepare(
+      "SELECT id FROM jobs WHERE (train_file = ?1 OR validation_file = ?1) AND status IN ('queued', 'running') LIMIT 1"));
+  used->bind(1, id);
+  BITFLEET_ASSIGN_OR_RETURN(bool in_use, used->step());
+  if (in_use) {
+    return Status(StatusCode::kFailedPrecondition, "file " + id + " is used by " + used->text(0) + ", which has not finished");
+  }
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare("DELETE FROM files WHERE id = ?1"));
+  BITFLEET_RETURN_IF_ERROR(s->bind(1, id).run());
+  if (db_->changes() == 0) return not_found("no file " + id);
+  return tx.commit();
+}
+
+Result<StoredResponse> Store::create_jobs(const std::string& tenant, const std::vector<JobRecord>& jobs,
+                                          const std::optional<IdempotencyKey>& key,
+                                          const std::function<StoredResponse(const std::vector<JobRecord>&)>& respond) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Transaction tx(*db_);
+  BITFLEET_RETURN_IF_ERROR(tx.begin());
+  if (key) {
+    BITFLEET_ASSIGN_OR_RETURN(auto stored, find_idempotent(tenant, *key));
+    if (stored) return *stored;
+  }
+  std::vector<JobRecord> created = jobs;
+  for (auto& job : created) {
+    BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
+        "INSERT INTO jobs(id, tenant, backbone, priority, request, train_file, validation_file, status, "
+        "created_at, queued_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8)"));
+    s->bind(1, job.id).bind(2, tenant).bind(3, job.request.backbone).bind(4, int64_t{job.request.priority})
+        .bind(5, common::to_json(job.request).dump()).bind(6, job.request.train_file).bind(8, job.created_at);
+    if (job.request.validation_file.empty()) {
+      s->bind_null(7);
+    } else {
+      s->bind(7, job.request.validation_file);
+    }
+    BITFLEET_RETURN_IF_ERROR(s->run());
+    job.seq = sqlite3_last_insert_rowid(db_->handle());
+    job.tenant = tenant;
+    job.status = kQueued;
+    job.queued_at = job.created_at;
+    BITFLEET_RETURN_IF_ERROR(append_event(job.seq, "status", {{"status", kQueued}}, job.created_at));
+  }
+  StoredResponse response = respond(created);
+  if (key) BITFLEET_RETURN_IF_ERROR(save_idempotent(tenant, *key, response, jobs.empty() ? 0 : jobs[0].created_at));
+  BITFLEET_RETURN_IF_ERROR(tx.commit());
+  return response;
+}
+
+Result<std::optional<JobRecord>> Store::load_job(const std::string& id) {
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare("SELECT " + std::string(kJobColumns) + " FROM jobs WHERE id = ?1"));
+  s->bind(1, id);
+  BITFLEET_ASSIGN_OR_RETURN(bool found, s->step());
+  if (!found) return std::optional<JobRecord>();
+  BITFLEET_ASSIGN_OR_RETURN(JobRecord job, job_from_row(*s));
+  return std::optional<JobRecord>(std::move(job));
+}
+
+Result<std::optional<JobRecord>> Store::get_job(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return load_job(id);
+}
+
+Result<Page<JobRecord>> Store::list_jobs(const std::string& tenant, const std::string& status, int64_t limit,
+                                         const std::string& after) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
+      "SELECT " + std::string(kJobColumns) + " FROM jobs WHERE (?1 = '' OR tenant = ?1) AND (?2 = '' OR status = ?2) "
+      "AND (?3 = '' OR seq < (SELECT seq FROM jobs WHERE id = ?3)) ORDER BY seq DESC LIMIT ?4"));
+  s->bind(1, tenant).bind(2, status).bind(3, after).bind(4, limit + 1);
+  Page<JobRecord> page;
+  while (true) {
+    BITFLEET_ASSIGN_OR_RETURN(bool row, s->step());
+    if (!row) break;
+    BITFLEET_ASSIGN_OR_RETURN(JobRecord job, job_from_row(*s));
+    page.data.push_back(std::move(job));
+  }
+  if (static_cast<int64_t>(page.data.size()) > limit) {
+    page.data.pop_back();
+    page.has_more = true;
+  }
+  return page;
+}
+
+Status Store::set_status(const JobRecord& job, const std::string& status, const std::string& reason, int64_t now) {
+  const bool finished = status == kSucceeded || status == kFailed || status == kCancelled;
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
+      "UPDATE jobs SET status = ?2, error = CASE WHEN ?3 = '' THEN error ELSE ?3 END, "
+      "finished_at = CASE WHEN ?4 THEN ?5 ELSE finished_at END, "
+      "queued_at = CASE WHEN ?2 = 'queued' THEN ?5 ELSE queued_at END, "
+      "worker_id = CASE WHEN ?2 = 'running' THEN worker_id ELSE NULL END WHERE seq = ?1"));
+  BITFLEET_RETURN_IF_ERROR(s->bind(1, job.seq).bind(2, status).bind(3, reason).bind(4, int64_t{finished}).bind(5, now).run());
+  if (status != kRunning) {
+    BITFLEET_ASSIGN_OR_RETURN(Statement * drop, db_->prepare("DELETE FROM leases WHERE job_id = ?1"));
+    BITFLEET_RETURN_IF_ERROR(drop->bind(1, job.id).run());
+  }
+  nlohmann::json data = {{"status", status}, {"attempt", job.attempt}};
+  if (!reason.empty()) data["reason"] = reason;
+  return append_event(job.seq, "status", data, now);
+}
+
+Result<JobRecord> Store::cancel_job(const std::string& id, int64_t now) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Transaction tx(*db_);
+  BITFLEET_RETURN_IF_ERROR(tx.begin());
+  BITFLEET_ASSIGN_OR_RETURN(auto job, load_job(id));
+  if (!job) return not_found("no job " + id);
+  if (job->status != kQueued && job->status != kRunning) {
+    return Status(StatusCode::kFailedPrecondition, "job " + id + " has already " + job->status);
+  }
+  BITFLEET_RETURN_IF_ERROR(set_status(*job, kCancelled, "cancelled by request", now));
+  BITFLEET_RETURN_IF_ERROR(tx.commit());
+  BITFLEET_ASSIGN_OR_RETURN(auto updated, load_job(id));
+  return *updated;
+}
+
+Result<Page<EventRecord>> Store::list_events(const std::string& job_id, int64_t after, int64_t limit) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
+      "SELECT e.seq, e.created_at, e.type, e.data FROM job_events e JOIN jobs j ON j.seq = e.job_seq "
+      "WHERE j.id = ?1 AND e.seq > ?2 ORDER BY e.seq LIMIT ?3"));
+  s->bind(1, job_id).bind(2, after).bind(3, limit + 1);
+  Page<EventRecord> page;
+  while (true) {
+    BITFLEET_ASSIGN_OR_RETURN(bool row, s->step());
+    if (!row) break;
+    page.data.push_back({s->integer(0), s->integer(1), s->text(2), nlohmann::json::parse(s->text(3))});
+  }
+  if (static_cast<int64_t>(page.data.size()) > limit) {
+    page.data.pop_back();
+    page.has_more = true;
+  }
+  return page;
+}
+
+Result<std::vector<std::pair<std::string, int64_t>>> Store::job_counts() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare("SELECT status, COUNT(*) FROM jobs GROUP BY status"));
+  std::vector<std::pair<std::string, int64_t>> out;
+  while (true) {
+    BITFLEET_ASSIGN_OR_RETURN(bool row, s->step());
+    if (!row) break;
+    out.emplace_back(s->text(0), s->integer(1));
+  }
+  return out;
+}
+
+}  // namespace bitfleet::coordinator

@@ -1,0 +1,62 @@
+// Rows of the store's tables as records: the column lists and the readers, shared by store.cpp and
+// store_scheduling.cpp (internal to the store).
+#pragma once
+
+#include "coordinator/sqlite.h"
+#include "coordinator/store.h"
+
+namespace bitfleet::coordinator {
+
+inline constexpr const char* kFileColumns =
+    "id, tenant, filename, format, bytes, sha256, rows, columns, created_at";
+
+inline FileRecord file_from_row(const Statement& s) {
+  FileRecord f;
+  f.id = s.text(0);
+  f.tenant = s.text(1);
+  f.filename = s.text(2);
+  f.format = s.text(3);
+  f.bytes = s.integer(4);
+  f.sha256 = s.text(5);
+  f.rows = s.integer(6);
+  f.columns = nlohmann::json::parse(s.text(7)).get<std::vector<std::string>>();
+  f.created_at = s.integer(8);
+  return f;
+}
+
+inline constexpr const char* kJobColumns =
+    "seq, id, tenant, backbone, status, request, attempt, expiries, created_at, queued_at, started_at, "
+    "finished_at, total_steps, worker_id, error, step, train_loss, metrics, checkpoint_blob, checkpoint_step, "
+    "artifact_blob, artifact_bytes, artifact_sha256";
+
+inline Result<JobRecord> job_from_row(const Statement& s) {
+  JobRecord j;
+  j.seq = s.integer(0);
+  j.id = s.text(1);
+  j.tenant = s.text(2);
+  j.backbone = s.text(3);
+  j.status = s.text(4);
+  auto request = common::parse_job_request(nlohmann::json::parse(s.text(5)), common::FileRefs::kFileIds);
+  if (!request.is_ok()) return data_loss("job " + j.id + " holds an unreadable request: " + request.status().message());
+  j.request = std::move(request).value();
+  j.attempt = s.integer(6);
+  j.expiries = s.integer(7);
+  j.created_at = s.integer(8);
+  j.queued_at = s.integer(9);
+  j.started_at = s.optional_integer(10);
+  j.finished_at = s.optional_integer(11);
+  j.total_steps = s.optional_integer(12);
+  j.worker_id = s.text(13);
+  j.error = s.text(14);
+  j.step = s.integer(15);
+  if (!s.is_null(16)) j.train_loss = s.real(16);
+  j.metrics = s.is_null(17) ? nlohmann::json() : nlohmann::json::parse(s.text(17));
+  j.checkpoint_blob = s.text(18);
+  j.checkpoint_step = s.integer(19);
+  j.artifact_blob = s.text(20);
+  j.artifact_bytes = s.integer(21);
+  j.artifact_sha256 = s.text(22);
+  return j;
+}
+
+}  // namespace bitfleet::coordinator

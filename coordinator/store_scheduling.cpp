@@ -1,0 +1,295 @@
+// Store: worker groups, leases and the reports workers make under them.
+#include "coordinator/store.h"
+#include "coordinator/store_rows.h"
+
+namespace bitfleet::coordinator {
+
+namespace {
+
+constexpr const char* kWorkerColumns =
+    "id, name, backbone, backbone_sha256, device, slots, ranks, free_slots, max_labels, max_seq_len, "
+    "registered_at, last_heartbeat_at";
+
+WorkerRecord worker_from_row(const Statement& s) {
+  WorkerRecord w;
+  w.id = s.text(0);
+  w.name = s.text(1);
+  w.backbone = s.text(2);
+  w.backbone_sha256 = s.text(3);
+  w.device = s.text(4);
+  w.slots = s.integer(5);
+  w.ranks = s.integer(6);
+  w.free_slots = s.integer(7);
+  w.max_labels = s.integer(8);
+  w.max_seq_len = s.integer(9);
+  w.registered_at = s.integer(10);
+  w.last_heartbeat_at = s.integer(11);
+  return w;
+}
+
+}  // namespace
+
+Status Store::put_worker(const WorkerRecord& w) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
+      "INSERT OR REPLACE INTO workers(" + std::string(kWorkerColumns) +
+      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"));
+  return s->bind(1, w.id).bind(2, w.name).bind(3, w.backbone).bind(4, w.backbone_sha256).bind(5, w.device)
+      .bind(6, w.slots).bind(7, w.ranks).bind(8, w.free_slots).bind(9, w.max_labels).bind(10, w.max_seq_len)
+      .bind(11, w.registered_at).bind(12, w.last_heartbeat_at).run();
+}
+
+Result<std::optional<WorkerRecord>> Store::get_worker(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare("SELECT " + std::string(kWorkerColumns) + " FROM workers WHERE id = ?1"));
+  s->bind(1, id);
+  BITFLEET_ASSIGN_OR_RETURN(bool found, s->step());
+  if (!found) return std::optional<WorkerRecord>();
+  return std::optional<WorkerRecord>(worker_from_row(*s));
+}
+
+Result<std::vector<WorkerRecord>> Store::list_workers() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare("SELECT " + std::string(kWorkerColumns) +
+                                                        " FROM workers ORDER BY registered_at, id"));
+  std::vector<WorkerRecord> out;
+  while (true) {
+    BITFLEET_ASSIGN_OR_RETURN(bool row, s->step());
+    if (!row) break;
+    out.push_back(worker_from_row(*s));
+  }
+  return out;
+}
+
+Result<std::vector<LeasedJob>> Store::lease_jobs(const std::string& worker_id, int64_t count, int64_t now,
+                                                 int64_t lease_ms) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Transaction tx(*db_);
+  BITFLEET_RETURN_IF_ERROR(tx.begin());
+  BITFLEET_ASSIGN_OR_RETURN(Statement * w, db_->prepare("SELECT " + std::string(kWorkerColumns) + " FROM workers WHERE id = ?1"));
+  w->bind(1, worker_id);
+  BITFLEET_ASSIGN_OR_RETURN(bool known, w->step());
+  if (!known) return not_found("no worker group " + worker_id + " (register again)");
+  const WorkerRecord worker = worker_from_row(*w);
+  w->reset();
+
+  // Candidates by priority, then age, for this backbone; jobs the group cannot run are skipped
+  // (another group with larger heads or positions takes them). Read first, then update.
+  std::vector<JobRecord> picked;
+  BITFLEET_ASSIGN_OR_RETURN(Statement * q, db_->prepare(
+      "SELECT " + std::string(kJobColumns) + " FROM jobs WHERE status = 'queued' AND backbone = ?1 "
+      "ORDER BY priority DESC, seq LIMIT ?2"));
+  q->bind(1, worker.backbone).bind(2, count * 8 + 16);
+  while (static_cast<int64_t>(picked.size()) < count) {
+    BITFLEET_ASSIGN_OR_RETURN(bool row, q->step());
+    if (!row) break;
+    BITFLEET_ASSIGN_OR_RETURN(JobRecord job, job_from_row(*q));
+    if (job.request.task.num_outputs() > worker.max_labels) continue;
+    if (job.request.hyperparameters.max_seq_len > worker.max_seq_len) continue;
+    picked.push_back(std::move(job));
+  }
+  q->reset();
+
+  std::vector<LeasedJob> out;
+  for (auto& job : picked) {
+    ++job.attempt;
+    BITFLEET_ASSIGN_OR_RETURN(Statement * u, db_->prepare(
+        "UPDATE jobs SET status = 'running', attempt = ?2, worker_id = ?3, started_at = COALESCE(started_at, ?4) "
+        "WHERE seq = ?1"));
+    BITFLEET_RETURN_IF_ERROR(u->bind(1, job.seq).bind(2, job.attempt).bind(3, worker_id).bind(4, now).run());
+    BITFLEET_ASSIGN_OR_RETURN(Statement * l, db_->prepare(
+        "INSERT OR REPLACE INTO leases(job_id, worker_id, attempt, expires_at) VALUES (?1, ?2, ?3, ?4)"));
+    BITFLEET_RETURN_IF_ERROR(l->bind(1, job.id).bind(2, worker_id).bind(3, job.attempt).bind(4, now + lease_ms).run());
+    BITFLEET_RETURN_IF_ERROR(append_event(job.seq, "status",
+                                          {{"status", kRunning}, {"attempt", job.attempt}, {"worker_group", worker_id},
+                                           {"resume_from_step", job.checkpoint_step}},
+                                          now));
+    if (!job.started_at) job.started_at = now;
+    job.status = kRunning;
+    job.worker_id = worker_id;
+    LeasedJob leased{job, {}, std::nullopt};
+    auto load_file = [&](const std::string& id) -> Result<FileRecord> {
+      BITFLEET_ASSIGN_OR_RETURN(Statement * f, db_->prepare("SELECT " + std::string(kFileColumns) + " FROM files WHERE id = ?1"));
+      f->bind(1, id);
+      BITFLEET_ASSIGN_OR_RETURN(bool found, f->step());
+      if (!found) return data_loss("job " + job.id + " names file " + id + ", which is gone");
+      return file_from_row(*f);
+    };
+    BITFLEET_ASSIGN_OR_RETURN(leased.train_file, load_file(job.request.train_file));
+    if (!job.request.validation_file.empty()) {
+      BITFLEET_ASSIGN_OR_RETURN(FileRecord v, load_file(job.request.validation_file));
+      leased.validation_file = std::move(v);
+    }
+    out.push_back(std::move(leased));
+  }
+  BITFLEET_ASSIGN_OR_RETURN(Statement * touch, db_->prepare("UPDATE workers SET last_heartbeat_at = ?2 WHERE id = ?1"));
+  BITFLEET_RETURN_IF_ERROR(touch->bind(1, worker_id).bind(2, now).run());
+  BITFLEET_RETURN_IF_ERROR(tx.commit());
+  return out;
+}
+
+Result<std::vector<std::string>> Store::heartbeat(const std::string& worker_id, int64_t free_slots,
+                                                  const std::vector<JobReport>& jobs, int64_t now, int64_t lease_ms) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Transaction tx(*db_);
+  BITFLEET_RETURN_IF_ERROR(tx.begin());
+  BITFLEET_ASSIGN_OR_RETURN(Statement * w, db_->prepare(
+      "UPDATE workers SET last_heartbeat_at = ?2, free_slots = ?3 WHERE id = ?1"));
+  BITFLEET_RETURN_IF_ERROR(w->bind(1, worker_id).bind(2, now).bind(3, free_slots).run());
+  if (db_->changes() == 0) return not_found("no worker group " + worker_id + " (register again)");
+  std::vector<std::string> drop;
+  for (const auto& r : jobs) {
+    BITFLEET_ASSIGN_OR_RETURN(Statement * l, db_->prepare(
+        "UPDATE leases SET expires_at = ?4 WHERE job_id = ?1 AND worker_id = ?2 AND attempt = ?3"));
+    BITFLEET_RETURN_IF_ERROR(l->bind(1, r.job_id).bind(2, worker_id).bind(3, r.attempt).bind(4, now + lease_ms).run());
+    if (db_->changes() == 0) {
+      drop.push_back(r.job_id);
+      continue;
+    }
+    BITFLEET_ASSIGN_OR_RETURN(Statement * p, db_->prepare("UPDATE jobs SET step = ?2, total_steps = ?3 WHERE id = ?1"));
+    BITFLEET_RETURN_IF_ERROR(p->bind(1, r.job_id).bind(2, r.step).bind(3, r.total_steps).run());
+  }
+  BITFLEET_RETURN_IF_ERROR(tx.commit());
+  return drop;
+}
+
+Result<std::vector<LeaseOutcome>> Store::expire_leases(int64_t now, int64_t max_expiries) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Transaction tx(*db_);
+  BITFLEET_RETURN_IF_ERROR(tx.begin());
+  BITFLEET_ASSIGN_OR_RETURN(Statement * q, db_->prepare("SELECT job_id, worker_id, attempt FROM leases WHERE expires_at < ?1"));
+  q->bind(1, now);
+  std::vector<std::tuple<std::string, std::string, int64_t>> expired;
+  while (true) {
+    BITFLEET_ASSIGN_OR_RETURN(bool row, q->step());
+    if (!row) break;
+    expired.emplace_back(q->text(0), q->text(1), q->integer(2));
+  }
+  q->reset();
+  std::vector<LeaseOutcome> out;
+  for (const auto& [job_id, worker_id, attempt] : expired) {
+    BITFLEET_ASSIGN_OR_RETURN(auto job, load_job(job_id));
+    if (!job) continue;
+    BITFLEET_ASSIGN_OR_RETURN(Statement * u, db_->prepare("UPDATE jobs SET expiries = expiries + 1 WHERE seq = ?1"));
+    BITFLEET_RETURN_IF_ERROR(u->bind(1, job->seq).run());
+    const int64_t expiries = job->expiries + 1;
+    LeaseOutcome outcome{job_id, expiries < max_expiries, job->started_at};
+    if (outcome.requeued) {
+      BITFLEET_RETURN_IF_ERROR(set_status(*job, kQueued,
+                                          "the lease of attempt " + std::to_string(attempt) + " on worker group " +
+                                              worker_id + " expired; queued to resume from step " +
+                                              std::to_string(job->checkpoint_step),
+                                          now));
+    } else {
+      BITFLEET_RETURN_IF_ERROR(set_status(*job, kFailed,
+                                          "its lease expired " + std::to_string(expiries) +
+                                              " times (last on worker group " + worker_id + "): retry limit reached",
+                                          now));
+    }
+    out.push_back(outcome);
+  }
+  BITFLEET_RETURN_IF_ERROR(tx.commit());
+  return out;
+}
+
+Result<JobRecord> Store::leased_job(const std::string& job_id, const std::string& worker_id, int64_t attempt) {
+  BITFLEET_ASSIGN_OR_RETURN(auto job, load_job(job_id));
+  if (!job) return not_found("no job " + job_id);
+  BITFLEET_ASSIGN_OR_RETURN(Statement * l, db_->prepare("SELECT worker_id, attempt FROM leases WHERE job_id = ?1"));
+  l->bind(1, job_id);
+  BITFLEET_ASSIGN_OR_RETURN(bool leased, l->step());
+  if (!leased || l->text(0) != worker_id || l->integer(1) != attempt) {
+    return conflict("job " + job_id + ": attempt " + std::to_string(attempt) + " on worker group " + worker_id +
+                    " no longer holds the lease (the job is " + job->status +
+                    (job->status == kRunning ? ", attempt " + std::to_string(job->attempt) : std::string()) + ")");
+  }
+  return *job;
+}
+
+Status Store::add_events(const std::string& job_id, const std::string& worker_id, int64_t attempt,
+                         const std::vector<WorkerEvent>& events, int64_t now) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Transaction tx(*db_);
+  BITFLEET_RETURN_IF_ERROR(tx.begin());
+  BITFLEET_ASSIGN_OR_RETURN(JobRecord job, leased_job(job_id, worker_id, attempt));
+  for (const auto& e : events) BITFLEET_RETURN_IF_ERROR(append_event(job.seq, e.type, e.data, now));
+  return tx.commit();
+}
+
+Result<std::string> Store::set_checkpoint(const std::string& job_id, const std::string& worker_id, int64_t attempt,
+                                          const std::string& blob, int64_t step, int64_t now) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Transaction tx(*db_);
+  BITFLEET_RETURN_IF_ERROR(tx.begin());
+  BITFLEET_ASSIGN_OR_RETURN(JobRecord job, leased_job(job_id, worker_id, attempt));
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
+      "UPDATE jobs SET checkpoint_blob = ?2, checkpoint_step = ?3 WHERE seq = ?1"));
+  BITFLEET_RETURN_IF_ERROR(s->bind(1, job.seq).bind(2, blob).bind(3, step).run());
+  BITFLEET_RETURN_IF_ERROR(append_event(job.seq, "checkpoint", {{"step", step}, {"attempt", attempt}}, now));
+  BITFLEET_RETURN_IF_ERROR(tx.commit());
+  return job.checkpoint_blob;
+}
+
+Result<std::string> Store::set_artifact(const std::string& job_id, const std::string& worker_id, int64_t attempt,
+                                        const std::string& blob, int64_t bytes, const std::string& sha256) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Transaction tx(*db_);
+  BITFLEET_RETURN_IF_ERROR(tx.begin());
+  BITFLEET_ASSIGN_OR_RETURN(JobRecord job, leased_job(job_id, worker_id, attempt));
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
+      "UPDATE jobs SET artifact_blob = ?2, artifact_bytes = ?3, artifact_sha256 = ?4 WHERE seq = ?1"));
+  BITFLEET_RETURN_IF_ERROR(s->bind(1, job.seq).bind(2, blob).bind(3, bytes).bind(4, sha256).run());
+  BITFLEET_RETURN_IF_ERROR(tx.commit());
+  return job.artifact_blob;
+}
+
+Result<JobRecord> Store::complete_job(const std::string& job_id, const std::string& worker_id, int64_t attempt,
+                                      const nlohmann::json& metrics, std::optional<double> train_loss, int64_t steps,
+                                      int64_t now) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Transaction tx(*db_);
+  BITFLEET_RETURN_IF_ERROR(tx.begin());
+  BITFLEET_ASSIGN_OR_RETURN(JobRecord job, leased_job(job_id, worker_id, attempt));
+  if (job.artifact_blob.empty()) {
+    return Status(StatusCode::kFailedPrecondition, "job " + job_id + " has no artifact: upload it before completing");
+  }
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
+      "UPDATE jobs SET metrics = ?2, train_loss = ?3, step = ?4, total_steps = ?4 WHERE seq = ?1"));
+  s->bind(1, job.seq).bind(2, metrics.dump()).bind(4, steps);
+  if (train_loss) {
+    s->bind(3, *train_loss);
+  } else {
+    s->bind_null(3);
+  }
+  BITFLEET_RETURN_IF_ERROR(s->run());
+  BITFLEET_RETURN_IF_ERROR(set_status(job, kSucceeded, "", now));
+  BITFLEET_RETURN_IF_ERROR(tx.commit());
+  BITFLEET_ASSIGN_OR_RETURN(auto done, load_job(job_id));
+  return *done;
+}
+
+Result<JobRecord> Store::fail_job(const std::string& job_id, const std::string& worker_id, int64_t attempt,
+                                  const std::string& reason, int64_t now) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Transaction tx(*db_);
+  BITFLEET_RETURN_IF_ERROR(tx.begin());
+  BITFLEET_ASSIGN_OR_RETURN(JobRecord job, leased_job(job_id, worker_id, attempt));
+  BITFLEET_RETURN_IF_ERROR(set_status(job, kFailed, reason, now));
+  BITFLEET_RETURN_IF_ERROR(tx.commit());
+  BITFLEET_ASSIGN_OR_RETURN(auto done, load_job(job_id));
+  return *done;
+}
+
+Status Store::release_job(const std::string& job_id, const std::string& worker_id, int64_t attempt, int64_t now) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Transaction tx(*db_);
+  BITFLEET_RETURN_IF_ERROR(tx.begin());
+  BITFLEET_ASSIGN_OR_RETURN(JobRecord job, leased_job(job_id, worker_id, attempt));
+  BITFLEET_RETURN_IF_ERROR(set_status(job, kQueued,
+                                      "released by worker group " + worker_id + "; queued to resume from step " +
+                                          std::to_string(job.checkpoint_step),
+                                      now));
+  return tx.commit();
+}
+
+}  // namespace bitfleet::coordinator

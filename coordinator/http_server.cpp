@@ -11,6 +11,7 @@
 #include <boost/optional.hpp>
 
 #include <condition_variable>
+#include <limits>
 #include <mutex>
 
 #include "common/log.h"
@@ -104,7 +105,9 @@ class Session : public std::enable_shared_from_this<Session> {
     if (state_->stopping) return close();
     header_.emplace();
     header_->header_limit(16 * 1024);
-    header_->body_limit(state_->options.max_body_bytes);
+    // Checked in on_header against this route's limit. (Not boost::none: Boost 1.74 compares the
+    // length against an empty optional as if the limit were below every length.)
+    header_->body_limit(std::numeric_limits<std::uint64_t>::max());
     stream_.expires_after(state_->options.idle_timeout);
     http::async_read_header(stream_, buffer_, *header_,
                             [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
@@ -139,7 +142,15 @@ class Session : public std::enable_shared_from_this<Session> {
       return write(problem(400, "", "the request target is not validly percent-encoded"));
     }
     const bool expects_continue = beast::iequals(head[http::field::expect], "100-continue");
-    if (state_->options.is_upload && state_->options.is_upload(request_.method, request_.path)) {
+    const bool is_upload = state_->options.is_upload && state_->options.is_upload(request_.method, request_.path);
+    const uint64_t limit = is_upload ? state_->options.max_upload_bytes : state_->options.max_body_bytes;
+    if (header_->content_length() && *header_->content_length() > limit) {
+      // Refused from the header alone, before the client sends the body.
+      keep_alive_ = false;
+      return write(problem(413, "", "the request body of " + std::to_string(*header_->content_length()) +
+                                        " bytes is larger than the limit of " + std::to_string(limit) + " bytes"));
+    }
+    if (is_upload) {
       upload_.emplace(std::move(*header_));
       upload_->body_limit(state_->options.max_upload_bytes);
       request_.body_file = temp_path();

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <limits>
 
 #include "common/file_util.h"
 
@@ -99,7 +100,7 @@ Status exchange(beast::tcp_stream& stream, beast::flat_buffer& buffer, http::req
   http::write(stream, req, ec);
   if (ec) return unavailable("sending " + std::string(req.target()) + ": " + ec.message());
   stream.expires_after(timeout);
-  parser.body_limit(boost::none);
+  parser.body_limit(std::numeric_limits<std::uint64_t>::max());  // not boost::none: see http_server.cpp
   http::read(stream, buffer, parser, ec);
   if (ec) return unavailable("reading the response to " + std::string(req.target()) + ": " + ec.message());
   return Status::ok();
@@ -190,7 +191,7 @@ Result<HttpResponse> HttpClient::download(const std::string& target, const std::
     http::write(c.stream, req, ec);
     if (ec) return unavailable("sending " + target + ": " + ec.message());
     http::response_parser<http::empty_body> header;
-    header.body_limit(boost::none);
+    header.body_limit(std::numeric_limits<std::uint64_t>::max());  // not boost::none: see http_server.cpp
     c.stream.expires_after(timeout_);
     http::read_header(c.stream, c.buffer, header, ec);
     if (ec) return unavailable("reading the response to " + target + ": " + ec.message());
@@ -203,7 +204,7 @@ Result<HttpResponse> HttpClient::download(const std::string& target, const std::
       return to_response(res, std::move(text));
     }
     http::response_parser<http::file_body> parser(std::move(header));
-    parser.body_limit(boost::none);
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());  // not boost::none: see http_server.cpp
     parser.get().body().open(tmp.c_str(), beast::file_mode::write, ec);
     if (ec) return io_error("creating " + tmp + ": " + ec.message());
     http::read(c.stream, c.buffer, parser, ec);

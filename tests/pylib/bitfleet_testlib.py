@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-import unittest
 
 BIN_DIR = os.environ.get("BITFLEET_BIN_DIR", "")
 TEST_BIN_DIR = os.environ.get("BITFLEET_TEST_BIN_DIR", "")
@@ -20,7 +19,8 @@ def binary(name):
     """Path of a product binary (bitfleet-train, bitfleet-coordinator, ...)."""
     path = os.path.join(BIN_DIR, name)
     if not os.path.exists(path):
-        raise unittest.SkipTest(f"{path} is not built")  # never silently: the runner prints it
+        # A missing binary is a broken build, never a reason to skip.
+        raise AssertionError(f"{path} is not built (BITFLEET_BIN_DIR={BIN_DIR!r})")
     return path
 
 

@@ -1,0 +1,115 @@
+"""A real bitfleet-coordinator on loopback for tests: start, stop, kill -9, restart on the same
+data directory; and small clients for the public and worker APIs."""
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+
+import requests
+
+import bitfleet_testlib as lib
+
+
+class Coordinator:
+    def __init__(self, data_dir, lease_seconds=60, auth_file=None, extra=(), port=0):
+        self.data_dir = data_dir
+        self.lease_seconds = lease_seconds
+        self.auth_file = auth_file
+        self.extra = list(extra)
+        self.port = port
+        self.proc = None
+        self.log_path = os.path.join(data_dir, "coordinator.log")
+
+    def start(self):
+        os.makedirs(self.data_dir, exist_ok=True)
+        command = [lib.binary("bitfleet-coordinator"), "--listen", f"127.0.0.1:{self.port}", "--data-dir",
+                   self.data_dir, "--lease-seconds", str(self.lease_seconds), *self.extra]
+        if self.auth_file:
+            command += ["--auth-file", self.auth_file]
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        line = self.proc.stdout.readline()
+        match = re.search(r"listening on [\d.]+:(\d+)", line)
+        if not match:
+            self.proc.kill()
+            raise RuntimeError(f"coordinator did not start: {line!r}; log: {open(self.log_path).read()[-2000:]}")
+        self.port = int(match.group(1))  # keep it across restarts
+        self.url = f"http://127.0.0.1:{self.port}"
+        return self
+
+    def admin_token(self):
+        with open(os.path.join(self.data_dir, "admin.token")) as f:
+            return f.read().strip()
+
+    def worker_token(self):
+        with open(os.path.join(self.data_dir, "worker.token")) as f:
+            return f.read().strip()
+
+    def stop(self, sig=signal.SIGTERM, timeout=20):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=timeout)
+        if self.proc:
+            self.proc.stdout.close()
+            self.log.close()
+        return self.proc.returncode if self.proc else None
+
+    def kill(self):
+        return self.stop(signal.SIGKILL)
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Client:
+    """requests against one coordinator with one token."""
+
+    def __init__(self, url, token):
+        self.url = url
+        self.session = requests.Session()
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def call(self, method, path, **kw):
+        return self.session.request(method, self.url + path, timeout=60, **kw)
+
+    def upload(self, path, filename=None, **kw):
+        with open(path, "rb") as f:
+            return self.call("POST", "/v1/files", params={"filename": filename or os.path.basename(path)}, data=f, **kw)
+
+    def create_job(self, request, **kw):
+        return self.call("POST", "/v1/jobs", json=request, **kw)
+
+
+def job_request(train_file, validation_file=None, **hyper):
+    request = {"backbone": "test-backbone", "train_file": train_file,
+               "task": {"type": "classification", "text_fields": ["sentence"], "label_field": "label",
+                        "labels": ["neg", "pos"]},
+               "hyperparameters": dict({"epochs": 1, "batch_size": 8}, **hyper)}
+    if validation_file:
+        request["validation_file"] = validation_file
+    return request
+
+
+def write_sentiment(path, rows=20):
+    with open(path, "w") as f:
+        f.write("sentence\tlabel\n")
+        for i in range(rows):
+            f.write(f"the movie was {'good' if i % 2 else 'bad'} {i}\t{'pos' if i % 2 else 'neg'}\n")
+    return path
+
+
+def register_worker(client, backbone="test-backbone", slots=4, **extra):
+    body = {"name": "test-group", "backbone": backbone, "slots": slots, **extra}
+    r = client.call("POST", "/internal/v1/workers", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]

@@ -181,6 +181,30 @@ Result<Table> read_jsonl(std::string_view content, const std::string& name) {
   return t;
 }
 
+// The byte offset of the first malformed UTF-8 sequence, or npos.
+size_t first_invalid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    if (b < 0x80) {
+      ++i;
+      continue;
+    }
+    int extra = (b & 0xE0) == 0xC0 ? 1 : (b & 0xF0) == 0xE0 ? 2 : (b & 0xF8) == 0xF0 ? 3 : -1;
+    if (extra < 0 || i + extra >= s.size()) return i;  // not a lead byte, or cut short
+    uint32_t c = b & (0x3F >> extra);
+    for (int k = 1; k <= extra; ++k) {
+      const auto n = static_cast<unsigned char>(s[i + k]);
+      if ((n & 0xC0) != 0x80) return i;
+      c = (c << 6) | (n & 0x3F);
+    }
+    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (c < kMin[extra] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return i;
+    i += extra + 1;
+  }
+  return std::string_view::npos;
+}
+
 }  // namespace
 
 Result<TableFormat> table_format_from_name(std::string_view filename) {
@@ -203,8 +227,11 @@ std::string_view table_format_name(TableFormat format) {
 }
 
 Result<Table> read_table(std::string_view content, TableFormat format, const std::string& name) {
-  // UTF-8 is checked where text is tokenized; here only the structure.
   if (content.size() >= 3 && content.substr(0, 3) == "\xEF\xBB\xBF") content.remove_prefix(3);  // a BOM
+  if (size_t bad = first_invalid_utf8(content); bad != std::string_view::npos) {
+    const int64_t line = 1 + std::count(content.begin(), content.begin() + static_cast<std::ptrdiff_t>(bad), '\n');
+    return invalid_argument(name + ":" + std::to_string(line) + ": not valid UTF-8 (byte " + std::to_string(bad) + ")");
+  }
   switch (format) {
     case TableFormat::kTsv: return read_tsv(content, name);
     case TableFormat::kCsv: return read_csv(content, name);

@@ -68,7 +68,8 @@ Response problem(int status, const std::string& title, const std::string& detail
   Response r;
   r.status = status;
   r.content_type = "application/problem+json";
-  r.body = body.dump();
+  // Details quote what the client sent; never let its bytes make the response unserialisable.
+  r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   if (status == 401) r.headers["WWW-Authenticate"] = "Bearer";
   return r;
 }

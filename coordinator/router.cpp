@@ -4,13 +4,16 @@
 
 namespace bitfleet::coordinator {
 
+// Segments of an absolute path. Empty segments ("/v1//jobs", a trailing "/") are kept, so such a
+// path matches no route rather than a neighbouring one.
 std::vector<std::string> split_path(const std::string& path) {
   std::vector<std::string> out;
-  size_t start = 0;
-  while (start < path.size()) {
+  if (path.empty() || path[0] != '/') return {""};
+  size_t start = 1;
+  while (true) {
     size_t slash = path.find('/', start);
-    if (slash == std::string::npos) slash = path.size();
-    if (slash > start) out.push_back(path.substr(start, slash - start));
+    out.push_back(path.substr(start, slash == std::string::npos ? std::string::npos : slash - start));
+    if (slash == std::string::npos) break;
     start = slash + 1;
   }
   return out;
@@ -25,6 +28,7 @@ bool Router::match(const Route& route, const std::vector<std::string>& segments,
   for (size_t i = 0; i < segments.size(); ++i) {
     const std::string& t = route.segments[i];
     if (t.size() > 2 && t.front() == '{' && t.back() == '}') {
+      if (segments[i].empty()) return false;
       if (request) request->params[t.substr(1, t.size() - 2)] = segments[i];
     } else if (t != segments[i]) {
       return false;

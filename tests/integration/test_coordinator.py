@@ -144,6 +144,9 @@ class CoordinatorTest(unittest.TestCase):
             ("upload bad record", self.a, "POST", "/v1/files", {"params": {"filename": "train.tsv"}, "data": b"a\tb\n1\t2\n3\n"}, 422, "body", "train.tsv:3"),
             ("upload no records", self.a, "POST", "/v1/files", {"params": {"filename": "t.csv"}, "data": b"a,b\n"}, 422, "body", "no records"),
             ("upload bad JSONL", self.a, "POST", "/v1/files", {"params": {"filename": "t.jsonl"}, "data": b"{\"a\": 1}\n{oops}\n"}, 422, "body", "t.jsonl:2"),
+            ("trailing slash", self.a, "GET", "/v1/jobs/", {}, 404, None, None),
+            ("cursor not UTF-8 safe to cut", self.a, "GET", "/v1/files", {"params": {"after": "\U0001d54b" * 40}}, 400, "after", None),
+            ("upload not UTF-8", self.a, "POST", "/v1/files", {"params": {"filename": "t.tsv"}, "data": b"\x89PNG\r\n\x1a\n\x00\x00"}, 422, "body", "not valid UTF-8"),
             ("idempotency key with spaces", self.a, "POST", "/v1/jobs", {"json": good, "headers": {"Idempotency-Key": "a b"}}, 400, "Idempotency-Key", None),
         ]
         self.assertGreaterEqual(len(cases), 30)

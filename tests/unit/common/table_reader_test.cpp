@@ -47,6 +47,13 @@ TEST(TableReaderTest, JsonlNamesTheBadLine) {
   EXPECT_FALSE(read_table("[1,2]\n", TableFormat::kJsonl, "d.jsonl").is_ok());
 }
 
+TEST(TableReaderTest, InvalidUtf8NamesItsLine) {
+  auto t = read_table("a\tb\nfine\t1\nbad \xC3\x28 bytes\t2\n", TableFormat::kTsv, "x.tsv");
+  ASSERT_FALSE(t.is_ok());
+  EXPECT_NE(t.status().message().find("x.tsv:3: not valid UTF-8"), std::string::npos) << t.status().message();
+  EXPECT_TRUE(read_table("a\n\xE4\xB8\xAD\xF0\x9F\x98\x80\n", TableFormat::kTsv, "x.tsv").is_ok());
+}
+
 TEST(TableReaderTest, DuplicateHeaderColumnIsAnError) {
   EXPECT_FALSE(read_table("a\ta\n1\t2\n", TableFormat::kTsv, "x.tsv").is_ok());
 }

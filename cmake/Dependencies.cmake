@@ -69,7 +69,7 @@ if(NOT BITFLEET_ENGINE_ONLY)
   find_package(Boost 1.74 REQUIRED)  # Asio and Beast are header-only
   find_package(OpenSSL REQUIRED)
   find_package(SQLite3 REQUIRED)
-  find_package(prometheus-cpp CONFIG REQUIRED COMPONENTS core pull)
+  find_package(prometheus-cpp CONFIG REQUIRED COMPONENTS core)
   find_program(BITFLEET_PROMTOOL promtool)
   find_program(BITFLEET_PROMETHEUS prometheus)
 endif()

@@ -9,7 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
-#include "coordinator/http_types.h"
+#include "common/net/http_types.h"
+#include "coordinator/router.h"
 #include "coordinator/store.h"
 
 namespace bitfleet::coordinator {

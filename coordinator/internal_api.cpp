@@ -6,11 +6,13 @@
 #include "common/json_fields.h"
 #include "common/net/sha256.h"
 #include "coordinator/handler_util.h"
-#include "coordinator/problem.h"
+#include "common/net/problem.h"
 #include "coordinator/resources.h"
 #include "coordinator/service.h"
 
 namespace bitfleet::coordinator {
+
+using net::problem;
 
 namespace {
 

@@ -8,11 +8,13 @@
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "common/log.h"
-#include "coordinator/http_server.h"
+#include "common/net/http_server.h"
 #include "coordinator/service.h"
 
 using namespace bitfleet;
 using namespace bitfleet::coordinator;
+using bitfleet::net::HttpServer;
+using bitfleet::net::ServerOptions;
 
 int main(int argc, char** argv) {
   set_log_role("coordinator");

@@ -6,11 +6,13 @@
 #include "common/net/sha256.h"
 #include "common/table_reader.h"
 #include "coordinator/handler_util.h"
-#include "coordinator/problem.h"
+#include "common/net/problem.h"
 #include "coordinator/resources.h"
 #include "coordinator/service.h"
 
 namespace bitfleet::coordinator {
+
+using net::problem;
 
 namespace {
 

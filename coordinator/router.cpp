@@ -1,8 +1,10 @@
 #include "coordinator/router.h"
 
-#include "coordinator/problem.h"
+#include "common/net/problem.h"
 
 namespace bitfleet::coordinator {
+
+using net::problem;
 
 // Segments of an absolute path. Empty segments ("/v1//jobs", a trailing "/") are kept, so such a
 // path matches no route rather than a neighbouring one.

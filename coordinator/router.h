@@ -7,10 +7,12 @@
 #include <string>
 #include <vector>
 
-#include "coordinator/http_types.h"
+#include "common/net/http_types.h"
 
 namespace bitfleet::coordinator {
 
+using net::Request;
+using net::Response;
 using Handler = std::function<Response(Request&)>;
 
 class Router {

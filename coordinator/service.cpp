@@ -5,9 +5,11 @@
 #include "common/log.h"
 #include "coordinator/handler_util.h"
 #include "coordinator/openapi_document.h"
-#include "coordinator/problem.h"
+#include "common/net/problem.h"
 
 namespace bitfleet::coordinator {
+
+using net::problem;
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -18,6 +20,7 @@ Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, Auth au
   BITFLEET_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, Store::open(options.data_dir + "/bitfleet.db"));
   std::unique_ptr<Service> service(new Service(std::move(options), std::move(auth), std::move(store)));
   BITFLEET_RETURN_IF_ERROR(service->blobs_.init());
+  BITFLEET_RETURN_IF_ERROR(service->store_->extend_leases(now_ms() + service->options_.lease_ms));
   service->add_routes();
   return service;
 }

@@ -146,6 +146,10 @@ class Store {
   // or leased to another attempt).
   Result<std::vector<std::string>> heartbeat(const std::string& worker_id, int64_t free_slots,
                                              const std::vector<JobReport>& jobs, int64_t now, int64_t lease_ms);
+  // At start: leases that ran out while the coordinator was down get until `until` — its own
+  // outage is not a worker group's failure. Groups that are alive renew them with their next
+  // heartbeat; the rest expire then.
+  Status extend_leases(int64_t until);
   // Expired leases: the job is queued again (to resume from its latest checkpoint), or failed once
   // it has expired max_expiries times.
   Result<std::vector<LeaseOutcome>> expire_leases(int64_t now, int64_t max_expiries);

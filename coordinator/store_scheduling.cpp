@@ -153,6 +153,12 @@ Result<std::vector<std::string>> Store::heartbeat(const std::string& worker_id, 
   return drop;
 }
 
+Status Store::extend_leases(int64_t until) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare("UPDATE leases SET expires_at = ?1 WHERE expires_at < ?1"));
+  return s->bind(1, until).run();
+}
+
 Result<std::vector<LeaseOutcome>> Store::expire_leases(int64_t now, int64_t max_expiries) {
   std::lock_guard<std::mutex> lock(mutex_);
   Transaction tx(*db_);

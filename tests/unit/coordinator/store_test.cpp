@@ -140,6 +140,14 @@ TEST_F(StoreTest, HeartbeatRenewsLiveLeasesAndNamesTheRest) {
   EXPECT_EQ(job(live).step, 5);
 }
 
+TEST_F(StoreTest, RestartGivesRunningLeasesAGracePeriod) {
+  std::string id = create();
+  lease(1, 1000, 500);  // would expire at 1500
+  ASSERT_TRUE(store_->extend_leases(5000).is_ok());  // the coordinator restarts at 4500
+  EXPECT_TRUE(store_->expire_leases(4900, 3)->empty());
+  EXPECT_EQ(store_->expire_leases(5001, 3)->size(), 1u);
+}
+
 TEST_F(StoreTest, JobFailsOnceItsLeaseExpiredTooOften) {
   std::string id = create();
   for (int i = 0; i < 2; ++i) {

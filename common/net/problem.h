@@ -1,4 +1,4 @@
-// RFC 9457 problem details: every error response of the coordinator is application/problem+json
+// RFC 9457 problem details: every error response bitfleet serves is application/problem+json
 // with type, title, status, detail, and — when the fault is a request field or parameter — its name
 // in "field" (a dotted JSON path such as "jobs[3].hyperparameters.learning_rate").
 #pragma once
@@ -6,9 +6,9 @@
 #include <string>
 
 #include "common/status.h"
-#include "coordinator/http_types.h"
+#include "common/net/http_types.h"
 
-namespace bitfleet::coordinator {
+namespace bitfleet::net {
 
 Response problem(int status, const std::string& title, const std::string& detail, const std::string& field = "",
                  const std::string& instance = "");
@@ -17,4 +17,4 @@ Response problem(int status, const std::string& title, const std::string& detail
 Response problem(const Status& status, const std::string& instance, int invalid_status = 422);
 int http_status(StatusCode code, int invalid_status = 422);
 
-}  // namespace bitfleet::coordinator
+}  // namespace bitfleet::net

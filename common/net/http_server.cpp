@@ -1,4 +1,4 @@
-#include "coordinator/http_server.h"
+#include "common/net/http_server.h"
 
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
@@ -15,9 +15,9 @@
 #include <mutex>
 
 #include "common/log.h"
-#include "coordinator/problem.h"
+#include "common/net/problem.h"
 
-namespace bitfleet::coordinator {
+namespace bitfleet::net {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
@@ -237,7 +237,7 @@ class Session : public std::enable_shared_from_this<Session> {
       response = problem(404, "", "the content is no longer available");
     }
     auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(response.status), 11);
-    res->set(http::field::server, "bitfleet-coordinator");
+    res->set(http::field::server, "bitfleet");
     res->set(http::field::content_type, response.content_type);
     for (const auto& [k, v] : response.headers) res->set(k, v);
     res->keep_alive(keep_alive_ && !state_->stopping);
@@ -344,4 +344,4 @@ void HttpServer::stop(std::chrono::milliseconds grace) {
   state_->handlers.join();
 }
 
-}  // namespace bitfleet::coordinator
+}  // namespace bitfleet::net

@@ -1,8 +1,8 @@
-#include "coordinator/problem.h"
+#include "common/net/problem.h"
 
 #include <nlohmann/json.hpp>
 
-namespace bitfleet::coordinator {
+namespace bitfleet::net {
 namespace {
 
 const char* slug(int status) {
@@ -81,4 +81,4 @@ Response problem(const Status& status, const std::string& instance, int invalid_
   return problem(code, "", detail, status.field(), instance);
 }
 
-}  // namespace bitfleet::coordinator
+}  // namespace bitfleet::net

@@ -1,11 +1,11 @@
-// The coordinator's view of an HTTP exchange: a parsed Request and the Response a handler returns,
+// bitfleet's view of an HTTP exchange: a parsed Request and the Response a handler returns,
 // independent of Beast so that handlers stay plain functions.
 #pragma once
 
 #include <map>
 #include <string>
 
-namespace bitfleet::coordinator {
+namespace bitfleet::net {
 
 struct Request {
   std::string method;
@@ -31,4 +31,4 @@ struct Response {
   std::map<std::string, std::string> headers;
 };
 
-}  // namespace bitfleet::coordinator
+}  // namespace bitfleet::net

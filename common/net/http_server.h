@@ -1,4 +1,4 @@
-// HttpServer: HTTP/1.1 on Boost.Asio/Beast for the coordinator.
+// HttpServer: HTTP/1.1 on Boost.Asio/Beast: the coordinator's API and the workers' /metrics.
 //
 // A listener accepts; each connection is a session (kept alive by shared_from_this) that reads a
 // request header within header_timeout, then its body: JSON up to max_body_bytes into memory,
@@ -19,9 +19,9 @@
 #include <vector>
 
 #include "common/status.h"
-#include "coordinator/http_types.h"
+#include "common/net/http_types.h"
 
-namespace bitfleet::coordinator {
+namespace bitfleet::net {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
@@ -61,4 +61,4 @@ class HttpServer {
   bool running_ = false;
 };
 
-}  // namespace bitfleet::coordinator
+}  // namespace bitfleet::net

@@ -1,0 +1,152 @@
+// The agent against a real coordinator (Service + HttpServer in this process, on an ephemeral
+// loopback port, data in a temporary directory): registration, leases, heartbeats, reports.
+#include "worker/agent/agent.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "common/net/http_client.h"
+#include "common/net/http_server.h"
+#include "coordinator/service.h"
+
+namespace bitfleet::agent {
+namespace {
+
+using namespace std::chrono_literals;
+
+class AgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("bitfleet-agent-" + std::to_string(::getpid()) + "-" +
+                                                     ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::create_directories(dir_);
+    auto auth = coordinator::Auth::default_tokens(dir_.string(), nullptr);
+    ASSERT_TRUE(auth.is_ok());
+    auto service = coordinator::Service::create({.data_dir = dir_.string(), .lease_ms = 3000}, std::move(auth).value());
+    ASSERT_TRUE(service.is_ok()) << service.status().to_string();
+    service_ = std::move(service).value();
+    net::ServerOptions server;
+    server.port = 0;
+    server.upload_dir = service_->upload_dir();
+    server.is_upload = [this](const std::string& m, const std::string& p) { return service_->is_upload(m, p); };
+    server.handle = [this](net::Request& r) { return service_->handle(r); };
+    server_ = std::make_unique<net::HttpServer>(server);
+    ASSERT_TRUE(server_->start().is_ok());
+    url_ = "http://127.0.0.1:" + std::to_string(server_->port());
+    admin_ = std::make_unique<net::HttpClient>(*net::parse_url(url_), token("admin"), 10s);
+    std::string tsv = "sentence\tlabel\nthe movie was good\tpos\nit was bad\tneg\n";
+    auto file = admin_->request("POST", "/v1/files?filename=t.tsv", tsv, {{"Content-Type", "application/octet-stream"}});
+    ASSERT_TRUE(file.is_ok() && file->status == 201) << (file.is_ok() ? file->body : file.status().message());
+    file_id_ = nlohmann::json::parse(file->body)["id"];
+  }
+  void TearDown() override {
+    server_->stop(1s);
+    service_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  std::string token(const std::string& who) {
+    std::ifstream f(dir_ / (who + ".token"));
+    std::string t;
+    f >> t;
+    return t;
+  }
+  std::string create_job() {
+    nlohmann::json request = {{"backbone", "tiny"}, {"train_file", file_id_},
+                              {"task", {{"type", "classification"}, {"text_fields", {"sentence"}}, {"label_field", "label"},
+                                        {"labels", {"neg", "pos"}}}}};
+    auto r = admin_->request("POST", "/v1/jobs", request.dump());
+    EXPECT_TRUE(r.is_ok() && r->status == 201);
+    return nlohmann::json::parse(r->body)["id"];
+  }
+  std::string status_of(const std::string& id) {
+    return nlohmann::json::parse(admin_->request("GET", "/v1/jobs/" + id)->body)["status"];
+  }
+  std::unique_ptr<Agent> make_agent(int64_t slots) {
+    AgentOptions o;
+    o.coordinator_url = url_;
+    o.token = token("worker");
+    o.name = "test";
+    o.backbone = "tiny";
+    o.slots = slots;
+    o.lease_poll = 100ms;
+    auto a = std::make_unique<Agent>(o);
+    a->set_capacity(slots);
+    a->start();
+    return a;
+  }
+  std::vector<LeasedJob> wait_for_leases(Agent& a, size_t n) {
+    std::vector<LeasedJob> got;
+    for (int i = 0; i < 100 && got.size() < n; ++i) {
+      a.wait_for_work(100ms);
+      for (auto& j : a.take_leased()) got.push_back(std::move(j));
+    }
+    return got;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<coordinator::Service> service_;
+  std::unique_ptr<net::HttpServer> server_;
+  std::unique_ptr<net::HttpClient> admin_;
+  std::string url_, file_id_;
+};
+
+TEST_F(AgentTest, LeasesQueuedJobsUpToItsCapacity) {
+  std::vector<std::string> ids = {create_job(), create_job(), create_job()};
+  auto agent = make_agent(2);
+  auto leased = wait_for_leases(*agent, 2);
+  ASSERT_EQ(leased.size(), 2u);
+  EXPECT_EQ(leased[0].id, ids[0]);
+  EXPECT_EQ(leased[0].attempt, 1);
+  EXPECT_EQ(leased[0].train_file.id, file_id_);
+  EXPECT_EQ(leased[0].request["backbone"], "tiny");
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(agent->take_leased().empty());  // no capacity left
+  EXPECT_EQ(status_of(ids[2]), "queued");
+}
+
+TEST_F(AgentTest, HeartbeatsKeepLeasesAlive) {
+  std::string id = create_job();
+  auto agent = make_agent(1);
+  auto leased = wait_for_leases(*agent, 1);
+  ASSERT_EQ(leased.size(), 1u);
+  agent->set_capacity(0);
+  agent->set_progress({{id, leased[0].attempt, 3, 10}});
+  std::this_thread::sleep_for(4500ms);  // longer than the 3 s lease
+  service_->sweep();
+  EXPECT_EQ(status_of(id), "running");
+}
+
+TEST_F(AgentTest, ReportsReachTheCoordinatorInOrder) {
+  std::string id = create_job();
+  auto agent = make_agent(1);
+  auto leased = wait_for_leases(*agent, 1);
+  ASSERT_EQ(leased.size(), 1u);
+  agent->send_events(id, 1, nlohmann::json::array({{{"type", "train_loss"}, {"data", {{"step", 1}, {"loss", 0.5}}}}}));
+  agent->upload_checkpoint(id, 1, 1, "checkpoint-1");
+  agent->complete(id, 1, "artifact-bytes", {{"accuracy", 1.0}}, 0.25, 2);
+  ASSERT_TRUE(agent->drain(10s));
+  EXPECT_EQ(status_of(id), "succeeded");
+  EXPECT_EQ(admin_->request("GET", "/v1/jobs/" + id + "/artifact")->body, "artifact-bytes");
+}
+
+TEST_F(AgentTest, CancelledJobIsDroppedAtTheNextHeartbeat) {
+  std::string id = create_job();
+  auto agent = make_agent(1);
+  auto leased = wait_for_leases(*agent, 1);
+  ASSERT_EQ(leased.size(), 1u);
+  agent->set_progress({{id, 1, 0, 10}});
+  ASSERT_TRUE(admin_->request("POST", "/v1/jobs/" + id + "/cancel").is_ok());
+  std::vector<std::string> dropped;
+  for (int i = 0; i < 50 && dropped.empty(); ++i) {
+    agent->wait_for_work(100ms);
+    dropped = agent->take_dropped();
+  }
+  EXPECT_EQ(dropped, std::vector<std::string>{id});
+}
+
+}  // namespace
+}  // namespace bitfleet::agent

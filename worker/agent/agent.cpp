@@ -1,0 +1,301 @@
+#include "worker/agent/agent.h"
+
+#include "common/log.h"
+
+namespace bitfleet::agent {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+namespace {
+
+FileRef file_ref(const json& j) {
+  return {j.value("id", ""), j.value("filename", ""), j.value("sha256", ""), j.value("bytes", int64_t{0})};
+}
+
+std::string query(const std::string& group, int64_t attempt) {
+  return "worker_group=" + group + "&attempt=" + std::to_string(attempt);
+}
+
+}  // namespace
+
+Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
+
+Agent::~Agent() { stop(); }
+
+void Agent::start() {
+  auto endpoint = net::parse_url(options_.coordinator_url);
+  client_ = std::make_unique<net::HttpClient>(endpoint.is_ok() ? *endpoint : net::Endpoint{"127.0.0.1", "1", ""},
+                                              options_.token, options_.request_timeout);
+  thread_ = std::thread([this] { run(); });
+}
+
+void Agent::stop() {
+  stop_ = true;
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::string Agent::group_id() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return group_id_;
+}
+
+std::vector<LeasedJob> Agent::take_leased() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return std::exchange(leased_, {});
+}
+
+std::vector<std::string> Agent::take_dropped() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return std::exchange(dropped_, {});
+}
+
+void Agent::set_capacity(int64_t free_slots) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (free_slots > capacity_) lease_now_ = true;
+  capacity_ = free_slots;
+  if (lease_now_) wake_.notify_all();
+}
+
+void Agent::set_progress(std::vector<JobProgress> jobs) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  progress_ = std::move(jobs);
+}
+
+void Agent::wait_for_work(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  loop_wake_.wait_for(lock, timeout, [&] { return !leased_.empty() || !dropped_.empty(); });
+}
+
+void Agent::push(Report report) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    outbox_.push_back(std::move(report));
+  }
+  wake_.notify_all();
+}
+
+void Agent::send_events(const std::string& job_id, int64_t attempt, json events) {
+  push({Report::kEvents, job_id, attempt, 0, {}, std::move(events)});
+}
+
+void Agent::upload_checkpoint(const std::string& job_id, int64_t attempt, int64_t step, std::string bytes) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    // Replace a checkpoint of this job still waiting (never the front: it may be in flight).
+    for (size_t i = 1; i < outbox_.size(); ++i) {
+      Report& r = outbox_[i];
+      if (r.kind == Report::kCheckpoint && r.job_id == job_id && r.attempt == attempt) {
+        r.step = step;
+        r.bytes = std::move(bytes);
+        return;
+      }
+    }
+    outbox_.push_back({Report::kCheckpoint, job_id, attempt, step, std::move(bytes), {}});
+  }
+  wake_.notify_all();
+}
+
+void Agent::complete(const std::string& job_id, int64_t attempt, std::string artifact, json metrics,
+                     double train_loss, int64_t steps) {
+  push({Report::kArtifact, job_id, attempt, 0, std::move(artifact), {}});
+  push({Report::kComplete, job_id, attempt, 0, {}, {{"metrics", std::move(metrics)}, {"train_loss", train_loss}, {"steps", steps}}});
+}
+
+void Agent::fail(const std::string& job_id, int64_t attempt, const std::string& reason) {
+  push({Report::kFail, job_id, attempt, 0, {}, {{"reason", reason}}});
+}
+
+void Agent::release(const std::string& job_id, int64_t attempt) {
+  push({Report::kRelease, job_id, attempt, 0, {}, {}});
+}
+
+bool Agent::drain(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (outbox_.empty()) return true;
+    }
+    wake_.notify_all();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+bool Agent::ensure_registered() {
+  if (registered_) return true;
+  json body = {{"name", options_.name},       {"backbone", options_.backbone},
+               {"backbone_sha256", options_.backbone_sha256}, {"device", options_.device},
+               {"slots", options_.slots},     {"ranks", options_.ranks},
+               {"max_labels", options_.max_labels}, {"max_seq_len", options_.max_seq_len}};
+  std::string id = group_id();
+  if (!id.empty()) body["id"] = id;  // after a coordinator lost us: keep our id and leases
+  auto r = client_->request("POST", "/internal/v1/workers", body.dump());
+  if (!r.is_ok() || r->status != 201) {
+    BITFLEET_LOG(kWarning) << "registering with " << options_.coordinator_url << ": "
+                           << (r.is_ok() ? r->problem_text() : r.status().message());
+    return false;
+  }
+  json reply = json::parse(r->body);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    group_id_ = reply["id"].get<std::string>();
+    heartbeat_every_ = std::chrono::milliseconds(static_cast<int64_t>(reply.value("heartbeat_seconds", 5.0) * 1000));
+    next_heartbeat_ = Clock::now();
+  }
+  registered_ = true;
+  BITFLEET_LOG(kInfo) << "registered as worker group " << group_id_ << " (" << options_.slots << " slots, "
+                      << options_.ranks << " ranks, backbone " << options_.backbone << ")";
+  return true;
+}
+
+void Agent::heartbeat() {
+  json jobs = json::array();
+  int64_t capacity;
+  std::string group;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& p : progress_) {
+      jobs.push_back({{"id", p.job_id}, {"attempt", p.attempt}, {"step", p.step}, {"total_steps", p.total_steps}});
+    }
+    capacity = capacity_;
+    group = group_id_;
+  }
+  auto r = client_->request("POST", "/internal/v1/workers/" + group + "/heartbeat",
+                            json({{"free_slots", capacity}, {"jobs", jobs}}).dump());
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!r.is_ok() || r->status >= 500) {
+    next_heartbeat_ = Clock::now() + std::chrono::milliseconds(500);  // the coordinator is away: try again soon
+    return;
+  }
+  next_heartbeat_ = Clock::now() + heartbeat_every_;
+  if (r->status == 404) {
+    registered_ = false;
+    return;
+  }
+  if (!r->ok()) {
+    BITFLEET_LOG(kWarning) << "heartbeat: " << r->problem_text();
+    return;
+  }
+  // Parsed into a named value first: a range-for over a member of a temporary dangles (pre-C++23).
+  const json reply = json::parse(r->body);
+  for (const auto& id : reply["cancel"]) dropped_.push_back(id.get<std::string>());
+  if (!dropped_.empty()) loop_wake_.notify_all();
+}
+
+void Agent::lease() {
+  int64_t wanted;
+  std::string group;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    wanted = capacity_ - static_cast<int64_t>(leased_.size());
+    group = group_id_;
+    lease_now_ = false;
+    next_lease_ = Clock::now() + options_.lease_poll;
+  }
+  if (wanted <= 0) return;
+  auto r = client_->request("POST", "/internal/v1/workers/" + group + "/lease", json({{"free_slots", wanted}}).dump());
+  if (!r.is_ok() || !r->ok()) {
+    BITFLEET_LOG(kWarning) << "leasing jobs: " << (r.is_ok() ? r->problem_text() : r.status().message());
+    if (r.is_ok() && r->status == 404) registered_ = false;
+    return;
+  }
+  std::vector<LeasedJob> jobs;
+  const json reply = json::parse(r->body);  // named: see heartbeat()
+  for (const auto& j : reply["jobs"]) {
+    LeasedJob job{j["id"], j["attempt"], j["request"], file_ref(j["train_file"]), std::nullopt, std::nullopt};
+    if (!j["validation_file"].is_null()) job.validation_file = file_ref(j["validation_file"]);
+    if (!j["checkpoint"].is_null()) job.checkpoint_step = j["checkpoint"]["step"].get<int64_t>();
+    jobs.push_back(std::move(job));
+  }
+  if (jobs.empty()) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& job : jobs) {
+    BITFLEET_LOG(kInfo) << "leased " << job.id << " (attempt " << job.attempt << ")";
+    leased_.push_back(std::move(job));
+  }
+  capacity_ -= static_cast<int64_t>(jobs.size());
+  loop_wake_.notify_all();
+}
+
+bool Agent::send(Report& report) {
+  const std::string group = group_id();
+  const std::string base = "/internal/v1/jobs/" + report.job_id;
+  const net::HttpClient::Headers binary = {{"Content-Type", "application/octet-stream"}};
+  Result<net::HttpResponse> r = unavailable("unsent");
+  json fence = {{"worker_group", group}, {"attempt", report.attempt}};
+  switch (report.kind) {
+    case Report::kEvents:
+      fence["events"] = report.body;
+      r = client_->request("POST", base + "/events", fence.dump());
+      break;
+    case Report::kCheckpoint:
+      r = client_->request("PUT", base + "/checkpoint?" + query(group, report.attempt) + "&step=" + std::to_string(report.step),
+                           report.bytes, binary);
+      break;
+    case Report::kArtifact:
+      r = client_->request("PUT", base + "/artifact?" + query(group, report.attempt), report.bytes, binary);
+      break;
+    case Report::kComplete:
+      fence.update(report.body);
+      r = client_->request("POST", base + "/complete", fence.dump());
+      break;
+    case Report::kFail:
+      fence.update(report.body);
+      r = client_->request("POST", base + "/fail", fence.dump());
+      break;
+    case Report::kRelease:
+      r = client_->request("POST", base + "/release", fence.dump());
+      break;
+  }
+  if (!r.is_ok() || r->status >= 500) return false;  // the coordinator is away: keep it, retry
+  if (!r->ok()) {
+    BITFLEET_LOG(kWarning) << "dropping a report for " << report.job_id << ": " << r->problem_text();
+  }
+  return true;
+}
+
+void Agent::run() {
+  while (!stop_) {
+    if (!ensure_registered()) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stop_.load(); });
+      continue;
+    }
+    bool heartbeat_due, lease_due;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      const auto now = Clock::now();
+      heartbeat_due = now >= next_heartbeat_;
+      lease_due = capacity_ > static_cast<int64_t>(leased_.size()) && (lease_now_ || now >= next_lease_);
+    }
+    if (heartbeat_due) heartbeat();
+    if (lease_due && registered_) lease();
+    // Reports, oldest first; on a transport failure stop and back off, keeping the order.
+    bool delivered_all = true;
+    while (registered_) {
+      Report report;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (outbox_.empty()) break;
+        report = outbox_.front();
+      }
+      if (!send(report)) {
+        delivered_all = false;
+        break;
+      }
+      std::lock_guard<std::mutex> lock(mutex_);
+      outbox_.pop_front();
+    }
+    backoff_ = delivered_all ? std::chrono::milliseconds(0)
+                             : std::min(std::chrono::milliseconds(2000), backoff_ * 2 + std::chrono::milliseconds(100));
+    std::unique_lock<std::mutex> lock(mutex_);
+    wake_.wait_for(lock, std::max(backoff_, std::chrono::milliseconds(50)), [&] {
+      return stop_.load() || (backoff_.count() == 0 && !outbox_.empty()) || lease_now_;
+    });
+  }
+}
+
+}  // namespace bitfleet::agent

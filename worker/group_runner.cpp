@@ -1,0 +1,410 @@
+#include "worker/group_runner.h"
+
+#include <unistd.h>
+
+#include <ATen/Parallel.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+#if BITFLEET_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+#include "common/log.h"
+#include "common/net/sha256.h"
+#include "worker/agent/agent.h"
+#include "worker/agent/file_cache.h"
+#include "worker/engine/backbone.h"
+#include "worker/engine/trainer.h"
+#include "worker/worker_metrics.h"
+
+namespace bitfleet::worker {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+// What every rank does at one step boundary; rank 0 decides it.
+struct Plan {
+  bool stop = false;
+  std::vector<int> drop;
+  std::vector<std::pair<int, agent::LeasedJob>> admit;
+};
+
+json file_json(const agent::FileRef& f) {
+  return {{"id", f.id}, {"filename", f.filename}, {"sha256", f.sha256}, {"bytes", f.bytes}};
+}
+
+agent::FileRef file_from_json(const json& j) { return {j["id"], j["filename"], j["sha256"], j["bytes"]}; }
+
+std::string encode(const Plan& p) {
+  json admit = json::array();
+  for (const auto& [slot, job] : p.admit) {
+    admit.push_back({{"slot", slot}, {"id", job.id}, {"attempt", job.attempt}, {"request", job.request},
+                     {"train_file", file_json(job.train_file)},
+                     {"validation_file", job.validation_file ? file_json(*job.validation_file) : json()},
+                     {"checkpoint_step", job.checkpoint_step ? json(*job.checkpoint_step) : json()}});
+  }
+  return json({{"stop", p.stop}, {"drop", p.drop}, {"admit", admit}}).dump();
+}
+
+Plan decode(const std::string& bytes) {
+  json j = json::parse(bytes);
+  Plan p;
+  p.stop = j["stop"];
+  p.drop = j["drop"].get<std::vector<int>>();
+  for (const auto& a : j["admit"]) {
+    agent::LeasedJob job{a["id"], a["attempt"], a["request"], file_from_json(a["train_file"]), std::nullopt, std::nullopt};
+    if (!a["validation_file"].is_null()) job.validation_file = file_from_json(a["validation_file"]);
+    if (!a["checkpoint_step"].is_null()) job.checkpoint_step = a["checkpoint_step"].get<int64_t>();
+    p.admit.emplace_back(a["slot"].get<int>(), std::move(job));
+  }
+  return p;
+}
+
+// A job's data made ready on this rank; `failure` 0 when ready, 1 when it should be retried
+// elsewhere (a transfer failed), kPermanent when it can never run (bad data, unsupported task).
+struct Prepared {
+  engine::TrainJob job;
+  std::string checkpoint;
+  int failure = 0;
+  std::string reason;
+};
+constexpr int kPermanent = 1000;
+
+std::string backbone_digest(const std::string& dir) {
+  for (const char* name : {"model.safetensors", "model.safetensors.index.json"}) {
+    if (auto d = net::sha256_file(dir + "/" + name); d.is_ok()) return *d;
+  }
+  return "";
+}
+
+double device_memory(const c10::Device& device) {
+#if BITFLEET_WITH_CUDA
+  if (device.is_cuda()) {
+    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    return static_cast<double>(stats.allocated_bytes[0].current);
+  }
+#endif
+  long pages = 0, resident = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+    std::fclose(f);
+  }
+  return static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE));
+}
+
+class GroupRunner {
+ public:
+  GroupRunner(const GroupOptions& options, comm::Communicator& comm, const std::atomic<bool>& stop)
+      : options_(options), comm_(comm), stop_(stop), leader_(comm.rank() == 0), cache_(options.cache_dir) {}
+
+  int run();
+
+ private:
+  Status setup();
+  Plan make_plan();
+  void admit(const Plan& plan);
+  Prepared prepare(const agent::LeasedJob& leased);
+  void after_step(const engine::StepReport& report);
+  void finish(int slot);
+  void shutdown();
+  void update_agent();
+  [[noreturn]] void abort(const Status& why);
+
+  struct SlotInfo {
+    std::string job_id;
+    int64_t attempt = 0;
+    Clock::time_point last_checkpoint;
+    int64_t checkpoint_step = 0;
+    double last_loss = 0;
+  };
+
+  GroupOptions options_;
+  comm::Communicator& comm_;
+  const std::atomic<bool>& stop_;
+  bool leader_;
+  agent::FileCache cache_;
+  c10::Device device_{c10::kCPU};
+  std::unique_ptr<net::HttpClient> client_;
+  std::unique_ptr<engine::Backbone> backbone_;
+  std::shared_ptr<const text::Tokenizer> tokenizer_;
+  std::unique_ptr<engine::BitFitModel> model_;
+  std::unique_ptr<engine::Trainer> trainer_;
+  std::unique_ptr<agent::Agent> agent_;
+  std::unique_ptr<WorkerMetrics> metrics_;
+  std::map<int, SlotInfo> slots_;  // rank 0's bookkeeping of the jobs it reports for
+  std::string backbone_sha256_;
+};
+
+Status GroupRunner::setup() {
+  const bool cuda = options_.device == "cuda";
+  if (cuda) {
+    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    if (local == nullptr) local = std::getenv("SLURM_LOCALID");
+    device_ = c10::Device(c10::kCUDA, local ? static_cast<c10::DeviceIndex>(std::atoi(local)) : 0);
+  }
+  if (options_.threads > 0) at::set_num_threads(options_.threads);
+  BITFLEET_RETURN_IF_ERROR(cache_.init());
+  BITFLEET_ASSIGN_OR_RETURN(net::Endpoint endpoint, net::parse_url(options_.coordinator_url));
+  client_ = std::make_unique<net::HttpClient>(endpoint, options_.token, std::chrono::seconds(300));
+  BITFLEET_ASSIGN_OR_RETURN(backbone_, engine::Backbone::load(options_.backbone_dir, device_,
+                                                              cuda ? at::kBFloat16 : at::kFloat));
+  BITFLEET_ASSIGN_OR_RETURN(tokenizer_, text::Tokenizer::load(options_.backbone_dir));
+  model_ = std::make_unique<engine::BitFitModel>(*backbone_, engine::ModelOptions{.slots = options_.slots,
+                                                                                  .max_labels = options_.max_labels});
+  engine::TrainerOptions trainer_options;
+  trainer_options.max_rows_per_pass = options_.rows_per_pass >= 0 ? options_.rows_per_pass : (cuda ? 0 : 2048);
+  trainer_ = std::make_unique<engine::Trainer>(*model_, comm_, tokenizer_->pad_id(), trainer_options);
+  BITFLEET_ASSIGN_OR_RETURN(metrics_, WorkerMetrics::create(options_.metrics_port, comm_.rank(),
+                                                            options_.backbone_name, options_.device));
+  if (leader_) {
+    backbone_sha256_ = backbone_digest(options_.backbone_dir);
+    agent::AgentOptions a;
+    a.coordinator_url = options_.coordinator_url;
+    a.token = options_.token;
+    char host[256] = {};
+    ::gethostname(host, sizeof(host) - 1);
+    a.name = std::string(host) + ":" + std::to_string(::getpid());
+    a.backbone = options_.backbone_name;
+    a.backbone_sha256 = backbone_sha256_;
+    a.device = options_.device;
+    a.slots = options_.slots;
+    a.ranks = comm_.size();
+    a.max_labels = options_.max_labels;
+    a.max_seq_len = backbone_->config().max_sequence_length();
+    agent_ = std::make_unique<agent::Agent>(a);
+    agent_->set_capacity(options_.slots);
+    agent_->start();
+  }
+  return Status::ok();
+}
+
+void GroupRunner::abort(const Status& why) {
+  BITFLEET_LOG(kError) << "the worker group cannot go on: " << why.to_string();
+  comm_.abort_group(3);
+  std::_Exit(3);  // abort_group does not return; say so to the compiler
+}
+
+Plan GroupRunner::make_plan() {
+  Plan plan;
+  plan.stop = stop_.load();
+  if (trainer_->active_count() == 0 && !plan.stop) agent_->wait_for_work(std::chrono::milliseconds(200));
+  for (const auto& id : agent_->take_dropped()) {
+    for (const auto& [slot, info] : slots_) {
+      if (info.job_id == id) plan.drop.push_back(slot);
+    }
+  }
+  std::vector<int> free;
+  for (int s = 0; s < options_.slots; ++s) {
+    bool dropping = std::find(plan.drop.begin(), plan.drop.end(), s) != plan.drop.end();
+    if (!trainer_->active(s) || dropping) free.push_back(s);
+  }
+  for (auto& job : agent_->take_leased()) {
+    if (free.empty() || plan.stop) {  // no room after all, or leaving: give it back
+      agent_->release(job.id, job.attempt);
+      continue;
+    }
+    plan.admit.emplace_back(free.front(), std::move(job));
+    free.erase(free.begin());
+  }
+  return plan;
+}
+
+Prepared GroupRunner::prepare(const agent::LeasedJob& leased) {
+  Prepared p;
+  auto request = common::parse_job_request(leased.request, common::FileRefs::kFileIds);
+  if (!request.is_ok()) return {{}, {}, kPermanent, "unreadable request: " + request.status().message()};
+  if (Status ok = trainer_->check(*request); !ok.is_ok()) {
+    return {{}, {}, kPermanent, "this worker group cannot run it: " + ok.message()};
+  }
+  const auto& r = *request;
+  auto load = [&](const agent::FileRef& f, std::shared_ptr<const text::Dataset>& out) -> Prepared {
+    auto path = cache_.fetch(*client_, "/internal/v1/files/" + f.id + "/content", f.sha256);
+    if (!path.is_ok()) return {{}, {}, 1, path.status().message()};
+    auto data = text::load_dataset(*path, f.filename, r.task, *tokenizer_, r.hyperparameters.max_seq_len);
+    if (!data.is_ok()) return {{}, {}, kPermanent, data.status().message()};
+    out = std::make_shared<text::Dataset>(std::move(data).value());
+    return {};
+  };
+  p.job.id = leased.id;
+  p.job.request = r;
+  if (Prepared failed = load(leased.train_file, p.job.train); failed.failure) return failed;
+  if (leased.validation_file) {
+    if (Prepared failed = load(*leased.validation_file, p.job.validation); failed.failure) return failed;
+  }
+  if (leased.checkpoint_step) {
+    auto ckpt = client_->request("GET", "/internal/v1/jobs/" + leased.id + "/checkpoint");
+    if (!ckpt.is_ok() || !ckpt->ok()) {
+      return {{}, {}, 1, "fetching the checkpoint: " + (ckpt.is_ok() ? ckpt->problem_text() : ckpt.status().message())};
+    }
+    p.checkpoint = std::move(ckpt->body);
+  }
+  return p;
+}
+
+void GroupRunner::admit(const Plan& plan) {
+  if (plan.admit.empty()) return;
+  std::vector<Prepared> prepared;
+  std::vector<float> failures;
+  for (const auto& [slot, job] : plan.admit) {
+    prepared.push_back(prepare(job));
+    failures.push_back(static_cast<float>(prepared.back().failure));
+  }
+  // Every rank learns whether every rank is ready: the same admissions happen everywhere.
+  if (Status s = comm_.all_reduce_sum(failures.data(), failures.size(), nullptr); !s.is_ok()) abort(s);
+  for (size_t i = 0; i < plan.admit.size(); ++i) {
+    const auto& [slot, leased] = plan.admit[i];
+    Prepared& p = prepared[i];
+    Status admitted = failures[i] == 0
+                          ? trainer_->admit(slot, std::move(p.job), p.checkpoint.empty() ? nullptr : &p.checkpoint)
+                          : Status(StatusCode::kUnavailable, "");
+    if (admitted.is_ok()) {
+      if (leader_) {
+        slots_[slot] = {leased.id, leased.attempt, Clock::now(), leased.checkpoint_step.value_or(0), 0.0};
+        BITFLEET_LOG(kInfo) << "slot " << slot << ": " << leased.id << " (attempt " << leased.attempt << ")"
+                            << (leased.checkpoint_step ? " resuming from step " + std::to_string(*leased.checkpoint_step) : "");
+      }
+      continue;
+    }
+    if (!leader_) continue;
+    std::string reason = !p.reason.empty() ? p.reason : !admitted.message().empty() ? admitted.message()
+                                                                                      : "another rank could not load it";
+    const bool permanent = failures[i] >= kPermanent || (failures[i] == 0 && !admitted.is_ok());
+    BITFLEET_LOG(kWarning) << leased.id << ": " << (permanent ? "failed: " : "released: ") << reason;
+    if (permanent) {
+      agent_->fail(leased.id, leased.attempt, reason);
+      metrics_->job_finished("failed");
+    } else {
+      agent_->release(leased.id, leased.attempt);
+      metrics_->job_finished("released");
+    }
+  }
+}
+
+void GroupRunner::finish(int slot) {
+  auto evaluated = trainer_->evaluate(slot);
+  if (!evaluated.is_ok()) abort(evaluated.status());
+  if (leader_) {
+    SlotInfo& info = slots_[slot];
+    json metrics = json::object();
+    for (const auto& [k, v] : *evaluated) metrics[k] = v;
+    if (!metrics.empty()) agent_->send_events(info.job_id, info.attempt, json::array({{{"type", "eval"}, {"data", metrics}}}));
+    std::map<std::string, std::string> meta = {{"backbone", options_.backbone_name},
+                                               {"backbone_sha256", backbone_sha256_},
+                                               {"metrics", metrics.dump()},
+                                               {"train_loss", std::to_string(info.last_loss)}};
+    agent_->complete(info.job_id, info.attempt, trainer_->artifact(slot, meta), metrics, info.last_loss,
+                     trainer_->progress(slot).step);
+    metrics_->job_finished("succeeded");
+    BITFLEET_LOG(kInfo) << info.job_id << " finished after " << trainer_->progress(slot).step << " steps " << metrics.dump();
+    slots_.erase(slot);
+  }
+  trainer_->release(slot);
+}
+
+void GroupRunner::after_step(const engine::StepReport& report) {
+  metrics_->step(report.seconds, report.examples, report.tokens, report.allreduce_seconds, report.allreduce_bytes);
+  if (leader_) {
+    const auto now = Clock::now();
+    for (const auto& r : report.slots) {
+      SlotInfo& info = slots_[r.slot];
+      info.last_loss = r.loss;
+      if (r.progress.step % options_.events_every_steps == 0) {
+        agent_->send_events(info.job_id, info.attempt,
+                            json::array({{{"type", "train_loss"},
+                                          {"data", {{"step", r.progress.step}, {"loss", r.loss},
+                                                    {"learning_rate", r.learning_rate}, {"epoch", r.progress.epoch}}}}}));
+      }
+      const bool last = r.progress.step >= r.progress.total_steps;
+      const bool due = r.progress.step - info.checkpoint_step >= options_.checkpoint_every_steps ||
+                       std::chrono::duration<double>(now - info.last_checkpoint).count() >= options_.checkpoint_every_seconds;
+      if (!last && due) {
+        agent_->upload_checkpoint(info.job_id, info.attempt, r.progress.step, trainer_->checkpoint(r.slot));
+        info.checkpoint_step = r.progress.step;
+        info.last_checkpoint = now;
+      }
+    }
+    for (const auto& [slot, reason] : report.failed) {
+      SlotInfo& info = slots_[slot];
+      BITFLEET_LOG(kWarning) << info.job_id << " failed: " << reason;
+      agent_->fail(info.job_id, info.attempt, reason);
+      metrics_->job_finished("failed");
+      slots_.erase(slot);
+    }
+  }
+  for (const auto& failed : report.failed) trainer_->release(failed.first);
+  for (int slot : report.finished) finish(slot);
+}
+
+void GroupRunner::update_agent() {
+  std::vector<agent::JobProgress> progress;
+  for (const auto& [slot, info] : slots_) {
+    const auto& p = trainer_->progress(slot);
+    progress.push_back({info.job_id, info.attempt, p.step, p.total_steps});
+  }
+  agent_->set_progress(std::move(progress));
+  agent_->set_capacity(options_.slots - trainer_->active_count());
+}
+
+void GroupRunner::shutdown() {
+  if (!leader_) return;
+  // Every slot checkpoints and gives its lease back, so the jobs resume elsewhere at once.
+  for (const auto& [slot, info] : slots_) {
+    agent_->upload_checkpoint(info.job_id, info.attempt, trainer_->progress(slot).step, trainer_->checkpoint(slot));
+    agent_->release(info.job_id, info.attempt);
+  }
+  agent_->set_capacity(0);
+  if (!agent_->drain(std::chrono::seconds(30))) BITFLEET_LOG(kWarning) << "left with reports the coordinator did not take";
+  agent_->stop();
+  BITFLEET_LOG(kInfo) << "the worker group left cleanly (" << slots_.size() << " jobs handed back)";
+}
+
+int GroupRunner::run() {
+  if (Status s = setup(); !s.is_ok()) {
+    BITFLEET_LOG(kError) << s.to_string();
+    // The other ranks would wait for a plan forever: end the group.
+    if (comm_.size() > 1) comm_.abort_group(1);
+    return 1;
+  }
+  while (true) {
+    std::string bytes;
+    if (leader_) bytes = encode(make_plan());
+    if (Status s = comm_.broadcast(bytes); !s.is_ok()) abort(s);
+    const Plan plan = decode(bytes);
+    for (int slot : plan.drop) {
+      if (leader_) {
+        BITFLEET_LOG(kInfo) << "dropping " << slots_[slot].job_id << ": cancelled or leased elsewhere";
+        metrics_->job_finished("dropped");
+        slots_.erase(slot);
+      }
+      trainer_->release(slot);
+    }
+    admit(plan);
+    if (plan.stop) break;
+    metrics_->active_slots(trainer_->active_count());
+    if (trainer_->active_count() > 0) {
+      auto report = trainer_->step();
+      if (!report.is_ok()) abort(report.status());
+      after_step(*report);
+      metrics_->device_memory(device_memory(device_));
+    }
+    if (leader_) update_agent();
+  }
+  shutdown();
+  return 0;
+}
+
+}  // namespace
+
+int run_worker_group(const GroupOptions& options, comm::Communicator& comm, const std::atomic<bool>& stop_requested) {
+  GroupRunner runner(options, comm, stop_requested);
+  return runner.run();
+}
+
+}  // namespace bitfleet::worker

@@ -59,12 +59,6 @@ int main(int argc, char** argv) {
   options.token = *token;
   while (!options.token.empty() && (options.token.back() == '\n' || options.token.back() == ' ')) options.token.pop_back();
 
-  // Every rank records the signal; rank 0 turns it into the plan that stops them all together.
-  struct sigaction action {};
-  action.sa_handler = on_signal;
-  sigaction(SIGTERM, &action, nullptr);
-  sigaction(SIGINT, &action, nullptr);
-
   comm::CommunicatorOptions copts;
   copts.timeout = std::chrono::seconds(timeout);
   if (options.device == "cuda" && comm::launched_by_mpi()) copts.backend = "nccl";
@@ -74,5 +68,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   set_log_role("worker rank " + std::to_string((*communicator)->rank()));
+  // Every rank records the signal; rank 0 turns it into the plan that stops them all together.
+  // Installed after MPI_Init, which sets handlers of its own.
+  struct sigaction action {};
+  action.sa_handler = on_signal;
+  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, nullptr);
   return worker::run_worker_group(options, **communicator, g_stop);
 }

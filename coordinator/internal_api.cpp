@@ -104,7 +104,10 @@ Response Service::heartbeat(Request& r) {
   for (size_t i = 0; f.ok() && list.is_array() && i < list.size(); ++i) {
     common::JsonFields j(list[i], "jobs[" + std::to_string(i) + "]");
     JobReport report{j.string("id", std::nullopt, 64), j.integer("attempt", 1, INT64_MAX),
-                     j.integer("step", 0, INT64_MAX, 0), j.integer("total_steps", 0, INT64_MAX, 0)};
+                     j.integer("step", 0, INT64_MAX, 0), j.integer("total_steps", 0, INT64_MAX, 0), std::nullopt};
+    if (j.has("train_loss") && !j.raw("train_loss").is_null()) {
+      report.train_loss = j.number("train_loss", {.min = -1e300, .max = 1e300}, 0.0);
+    }
     if (Status ok = j.finish(); !ok.is_ok()) return problem(ok, r.path, 422);
     reports.push_back(report);
   }

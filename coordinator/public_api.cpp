@@ -108,7 +108,11 @@ Response Service::list_files(Request& r, const Caller& c) {
       return problem(400, "", "after: \"" + after.substr(0, 64) + "\" is not a file id from a previous page", "after", r.path);
     }
   }
-  auto page = store_->list_files(c.principal.role == Role::kAdmin ? "" : c.principal.tenant, *limit, after);
+  const std::string sha256 = r.query.count("sha256") ? r.query.at("sha256") : "";
+  if (!sha256.empty() && (sha256.size() != 64 || sha256.find_first_not_of("0123456789abcdef") != std::string::npos)) {
+    return problem(400, "", "sha256 must be 64 lower-case hex digits", "sha256", r.path);
+  }
+  auto page = store_->list_files(c.principal.role == Role::kAdmin ? "" : c.principal.tenant, *limit, after, sha256);
   if (!page.is_ok()) return problem(page.status(), r.path);
   return json_response(200, page_json(*page, file_json));
 }

@@ -50,6 +50,8 @@ CREATE TABLE idempotency (
   tenant TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, status INTEGER NOT NULL,
   body TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (tenant, key)) WITHOUT ROWID;
 )sql",
+    // 2: clients look up an upload by its content (GET /v1/files?sha256=) before sending it again.
+    "CREATE INDEX files_by_sha256 ON files(sha256, tenant);",
 };
 
 }  // namespace
@@ -143,13 +145,15 @@ Result<std::optional<FileRecord>> Store::get_file(const std::string& id) {
   return std::optional<FileRecord>(file_from_row(*s));
 }
 
-Result<Page<FileRecord>> Store::list_files(const std::string& tenant, int64_t limit, const std::string& after) {
+Result<Page<FileRecord>> Store::list_files(const std::string& tenant, int64_t limit, const std::string& after,
+                                           const std::string& sha256) {
   std::lock_guard<std::mutex> lock(mutex_);
   // Newest first; a cursor is the id of the last file of the previous page.
   BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
       "SELECT " + std::string(kFileColumns) + " FROM files WHERE (?1 = '' OR tenant = ?1) "
-      "AND (?2 = '' OR seq < (SELECT seq FROM files WHERE id = ?2)) ORDER BY seq DESC LIMIT ?3"));
-  s->bind(1, tenant).bind(2, after).bind(3, limit + 1);
+      "AND (?2 = '' OR seq < (SELECT seq FROM files WHERE id = ?2)) AND (?4 = '' OR sha256 = ?4) "
+      "ORDER BY seq DESC LIMIT ?3"));
+  s->bind(1, tenant).bind(2, after).bind(3, limit + 1).bind(4, sha256);
   Page<FileRecord> page;
   while (true) {
     BITFLEET_ASSIGN_OR_RETURN(bool row, s->step());

@@ -93,6 +93,7 @@ struct LeasedJob {
 struct JobReport {  // one running job in a heartbeat
   std::string job_id;
   int64_t attempt = 0, step = 0, total_steps = 0;
+  std::optional<double> train_loss;
 };
 
 struct WorkerEvent {
@@ -116,7 +117,9 @@ class Store {
                                      const std::function<StoredResponse(const FileRecord&)>& respond);
   Result<std::optional<FileRecord>> get_file(const std::string& id);
   // tenant "" lists every tenant's.
-  Result<Page<FileRecord>> list_files(const std::string& tenant, int64_t limit, const std::string& after);
+  // sha256: "" or only files with that content digest.
+  Result<Page<FileRecord>> list_files(const std::string& tenant, int64_t limit, const std::string& after,
+                                      const std::string& sha256 = "");
   // Fails with FailedPrecondition while a queued or running job uses the file.
   Status delete_file(const std::string& id);
 

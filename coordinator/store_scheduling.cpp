@@ -146,8 +146,15 @@ Result<std::vector<std::string>> Store::heartbeat(const std::string& worker_id, 
       drop.push_back(r.job_id);
       continue;
     }
-    BITFLEET_ASSIGN_OR_RETURN(Statement * p, db_->prepare("UPDATE jobs SET step = ?2, total_steps = ?3 WHERE id = ?1"));
-    BITFLEET_RETURN_IF_ERROR(p->bind(1, r.job_id).bind(2, r.step).bind(3, r.total_steps).run());
+    BITFLEET_ASSIGN_OR_RETURN(Statement * p, db_->prepare(
+        "UPDATE jobs SET step = ?2, total_steps = ?3, train_loss = COALESCE(?4, train_loss) WHERE id = ?1"));
+    p->bind(1, r.job_id).bind(2, r.step).bind(3, r.total_steps);
+    if (r.train_loss) {
+      p->bind(4, *r.train_loss);
+    } else {
+      p->bind_null(4);
+    }
+    BITFLEET_RETURN_IF_ERROR(p->run());
   }
   BITFLEET_RETURN_IF_ERROR(tx.commit());
   return drop;

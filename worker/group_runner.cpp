@@ -346,7 +346,7 @@ void GroupRunner::update_agent() {
   std::vector<agent::JobProgress> progress;
   for (const auto& [slot, info] : slots_) {
     const auto& p = trainer_->progress(slot);
-    progress.push_back({info.job_id, info.attempt, p.step, p.total_steps});
+    progress.push_back({info.job_id, info.attempt, p.step, p.total_steps, info.last_loss});
   }
   agent_->set_progress(std::move(progress));
   agent_->set_capacity(options_.slots - trainer_->active_count());

@@ -7,6 +7,7 @@
   requeue with the next attempt while late reports are refused (409);
 - /metrics passes `promtool check metrics`; SIGTERM stops the server cleanly.
 """
+import hashlib
 import json
 import os
 import socket
@@ -146,6 +147,7 @@ class CoordinatorTest(unittest.TestCase):
             ("upload bad JSONL", self.a, "POST", "/v1/files", {"params": {"filename": "t.jsonl"}, "data": b"{\"a\": 1}\n{oops}\n"}, 422, "body", "t.jsonl:2"),
             ("trailing slash", self.a, "GET", "/v1/jobs/", {}, 404, None, None),
             ("cursor not UTF-8 safe to cut", self.a, "GET", "/v1/files", {"params": {"after": "\U0001d54b" * 40}}, 400, "after", None),
+            ("sha256 filter not a digest", self.a, "GET", "/v1/files", {"params": {"sha256": "ABC"}}, 400, "sha256", "64 lower-case hex"),
             ("upload not UTF-8", self.a, "POST", "/v1/files", {"params": {"filename": "t.tsv"}, "data": b"\x89PNG\r\n\x1a\n\x00\x00"}, 422, "body", "not valid UTF-8"),
             ("idempotency key with spaces", self.a, "POST", "/v1/jobs", {"json": good, "headers": {"Idempotency-Key": "a b"}}, 400, "Idempotency-Key", None),
         ]
@@ -268,6 +270,12 @@ class CoordinatorTest(unittest.TestCase):
         f = self.a.call("POST", "/v1/files", params={"filename": "q.csv"}, data=data.encode()).json()
         self.assertEqual((f["rows"], f["columns"], f["format"]), (2, ["text", "label"], "csv"))
         self.assertEqual(self.a.call("GET", f"/v1/files/{f['id']}/content").content, data.encode())
+        # A client finds its earlier upload by content digest (the CLI's upload-once), in its tenant only.
+        digest = hashlib.sha256(data.encode()).hexdigest()
+        found = self.a.call("GET", "/v1/files", params={"sha256": digest}).json()["data"]
+        self.assertEqual([x["id"] for x in found], [f["id"]])
+        self.assertEqual(self.b.call("GET", "/v1/files", params={"sha256": digest}).json()["data"], [])
+        self.assertEqual(self.a.call("GET", "/v1/files", params={"sha256": "0" * 64}).json()["data"], [])
 
     # --- the worker side of a job: leases, reports, completion ------------------------------------
 

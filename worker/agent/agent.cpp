@@ -1,5 +1,7 @@
 #include "worker/agent/agent.h"
 
+#include <cmath>
+
 #include "common/log.h"
 
 namespace bitfleet::agent {
@@ -158,7 +160,8 @@ void Agent::heartbeat() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     for (const auto& p : progress_) {
-      jobs.push_back({{"id", p.job_id}, {"attempt", p.attempt}, {"step", p.step}, {"total_steps", p.total_steps}});
+      jobs.push_back({{"id", p.job_id}, {"attempt", p.attempt}, {"step", p.step}, {"total_steps", p.total_steps},
+                      {"train_loss", std::isfinite(p.train_loss) ? json(p.train_loss) : json()}});
     }
     capacity = capacity_;
     group = group_id_;

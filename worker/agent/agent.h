@@ -46,6 +46,7 @@ struct LeasedJob {
 struct JobProgress {
   std::string job_id;
   int64_t attempt = 0, step = 0, total_steps = 0;
+  double train_loss = 0;  // of the latest step (shown live by `bitfleet watch`)
 };
 
 struct AgentOptions {

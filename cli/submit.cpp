@@ -1,0 +1,166 @@
+// bitfleet submit JOB.json | --manifest tasks.csv: local files uploaded once, jobs created in
+// batches under Idempotency-Keys, ids printed as soon as the coordinator has them.
+#include <filesystem>
+
+#include "cli/commands.h"
+#include "cli/job_view.h"
+#include "cli/manifest.h"
+#include "cli/uploader.h"
+#include "common/file_util.h"
+
+namespace bitfleet::cli {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+Result<json> read_json_file(const std::string& path) {
+  BITFLEET_ASSIGN_OR_RETURN(std::string text, common::read_file(path));
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded()) return invalid_argument(path + ": not valid JSON");
+  return j;
+}
+
+// A job request's train_file / validation_file that name local files become file ids; values
+// that are already ids ("file-…", no such local file) stay.
+Status resolve_files(json& request, const fs::path& base_dir, Uploader& uploader, const std::string& where) {
+  for (const char* field : {"train_file", "validation_file"}) {
+    if (!request.is_object() || !request.contains(field) || !request[field].is_string()) continue;
+    const std::string value = request[field].get<std::string>();
+    const fs::path local = fs::path(value).is_absolute() ? fs::path(value) : base_dir / value;
+    std::error_code ec;
+    if (!fs::is_regular_file(local, ec)) {
+      if (value.rfind("file-", 0) == 0) continue;
+      return invalid_argument(where + field + ": no such file " + local.string() + " (nor a file id)", field);
+    }
+    BITFLEET_ASSIGN_OR_RETURN(std::string id, uploader.file_id(local.string()));
+    request[field] = id;
+  }
+  return Status::ok();
+}
+
+std::string uploads_text(const Uploader& uploader) {
+  return std::to_string(uploader.uploaded()) + " uploaded, " + std::to_string(uploader.reused()) +
+         " already on the coordinator";
+}
+
+int submit_job_file(Context& ctx, const std::string& path, bool watch, double interval) {
+  auto body = read_json_file(path);
+  if (!body.is_ok()) return fail(ctx, body.status());
+  const bool batch = body->is_object() && body->contains("jobs");
+  json& jobs = batch ? (*body)["jobs"] : *body;
+  Uploader uploader(ctx.api);
+  const fs::path base_dir = fs::absolute(path).parent_path();
+  if (batch && !jobs.is_array()) return fail(ctx, invalid_argument(path + ": jobs must be a list of job requests"));
+  for (size_t i = 0; i < (batch ? jobs.size() : 1); ++i) {
+    json& request = batch ? jobs[i] : jobs;
+    const std::string where = path + ": " + (batch ? "jobs[" + std::to_string(i) + "]." : "");
+    if (Status s = resolve_files(request, base_dir, uploader, where); !s.is_ok()) return fail(ctx, s);
+  }
+  auto created = ctx.api.post(batch ? "/v1/jobs/batch" : "/v1/jobs", *body, new_idempotency_key());
+  if (!created.is_ok()) return fail(ctx, created.status());
+  std::vector<json> list = batch ? (*created)["data"].get<std::vector<json>>() : std::vector<json>{*created};
+  std::vector<std::string> ids;
+  for (const json& job : list) ids.push_back(job["id"].get<std::string>());
+  if (ctx.json) {
+    ctx.out << (batch ? (*created)["data"] : *created).dump(2) << "\n";
+  } else {
+    for (const auto& id : ids) ctx.out << id << "\n";
+  }
+  return watch ? watch_ids(ctx, ids, interval) : kExitOk;
+}
+
+// A failed batch of a manifest: the coordinator's field for jobs[i] becomes the manifest's row
+// and column.
+Status locate(const Status& refused, const std::vector<ManifestTask>& tasks, size_t first, const std::string& manifest) {
+  const std::string& field = refused.field();
+  if (field.rfind("jobs[", 0) != 0) return refused;
+  const size_t index = first + std::stoul(field.substr(5));
+  if (index >= tasks.size()) return refused;
+  const std::string rest = field.substr(field.find(']') + 1);
+  const std::string column = manifest_column(rest.empty() ? rest : rest.substr(1));
+  return Status(refused.code(), manifest + ":" + std::to_string(tasks[index].line) + ": row " +
+                                    std::to_string(tasks[index].row) +
+                                    (column.empty() ? "" : ", column \"" + column + "\"") + ": " + refused.message());
+}
+
+int submit_manifest(Context& ctx, const std::string& manifest, const json& defaults, size_t batch_size, bool watch,
+                    double interval) {
+  auto tasks = read_manifest(manifest, defaults);
+  if (!tasks.is_ok()) return fail(ctx, tasks.status());
+  Uploader uploader(ctx.api);
+  for (ManifestTask& task : *tasks) {
+    for (const char* field : {"train_file", "validation_file"}) {
+      if (!task.request.contains(field)) continue;
+      auto id = uploader.file_id(task.request[field].get<std::string>());
+      if (!id.is_ok()) return fail(ctx, id.status());
+      task.request[field] = *id;
+    }
+  }
+  if (!ctx.json) ctx.err << "files: " << uploads_text(uploader) << "\n";
+
+  TextTable table({"ROW", "NAME", "JOB"});
+  json created_jobs = json::array();
+  std::vector<std::string> ids;
+  for (size_t first = 0; first < tasks->size(); first += batch_size) {
+    json batch = {{"jobs", json::array()}};
+    for (size_t i = first; i < std::min(tasks->size(), first + batch_size); ++i) batch["jobs"].push_back((*tasks)[i].request);
+    auto created = ctx.api.post("/v1/jobs/batch", batch, new_idempotency_key());
+    if (!created.is_ok()) {
+      if (!ctx.json) table.print(ctx.out);
+      ctx.err << "bitfleet: created " << ids.size() << " of " << tasks->size() << " jobs"
+              << (ids.empty() ? "" : " (listed above; they stand)") << " before the coordinator refused a batch\n";
+      return fail(ctx, locate(created.status(), *tasks, first, manifest));
+    }
+    for (const json& job : (*created)["data"]) {
+      const ManifestTask& task = (*tasks)[created_jobs.size()];
+      ids.push_back(job["id"].get<std::string>());
+      table.add({std::to_string(task.row), task.name, ids.back()});
+      created_jobs.push_back(job);
+    }
+  }
+  if (ctx.json) {
+    ctx.out << created_jobs.dump(2) << "\n";
+  } else {
+    table.print(ctx.out);
+    ctx.err << "created " << ids.size() << " jobs from " << manifest << "\n";
+  }
+  return watch ? watch_ids(ctx, ids, interval) : kExitOk;
+}
+
+}  // namespace
+
+int submit_command(Context& ctx, common::Flags& flags, const Args& args) {
+  auto manifest = flags.optional_string("manifest");
+  auto defaults_path = flags.optional_string("defaults");
+  auto backbone = flags.optional_string("backbone");
+  const auto batch_size = static_cast<size_t>(flags.integer("batch-size", 1, 1000, 100));
+  const bool watch = flags.boolean("watch");
+  const double interval = flags.number("interval", 0.1, 3600, 2.0);
+  if (Status s = flags.finish(); !s.is_ok()) return fail(ctx, s);
+  if (manifest.has_value() == (args.size() == 1) || args.size() > 1) {
+    return fail(ctx, invalid_argument("usage: bitfleet submit JOB.json | bitfleet submit --manifest tasks.csv"));
+  }
+  if (!manifest) {
+    if (defaults_path || backbone) return fail(ctx, invalid_argument("--defaults and --backbone go with --manifest"));
+    return submit_job_file(ctx, args[0], watch, interval);
+  }
+  json defaults = json::object();
+  if (defaults_path) {
+    auto read = read_json_file(*defaults_path);
+    if (!read.is_ok()) return fail(ctx, read.status());
+    if (!read->is_object()) return fail(ctx, invalid_argument(*defaults_path + ": must be a JSON object (a job request)"));
+    defaults = std::move(read).value();
+    // Paths in the defaults are relative to the defaults file.
+    for (const char* field : {"train_file", "validation_file"}) {
+      if (defaults.contains(field) && defaults[field].is_string() && fs::path(defaults[field].get<std::string>()).is_relative()) {
+        defaults[field] = (fs::absolute(*defaults_path).parent_path() / defaults[field].get<std::string>()).string();
+      }
+    }
+  }
+  if (backbone) defaults["backbone"] = *backbone;
+  return submit_manifest(ctx, *manifest, defaults, batch_size, watch, interval);
+}
+
+}  // namespace bitfleet::cli

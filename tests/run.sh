@@ -11,9 +11,7 @@ source "$root/deploy/lib/env.sh"
 "$root/deploy/install-deps.sh"
 
 build=${BITFLEET_BUILD_DIR:-$root/build}
-cmake -S "$root" -B "$build" -G Ninja \
-  -DBITFLEET_PYTHON="$(bitfleet_python)" -DBITFLEET_MINILM_DIR="$(bitfleet_minilm_dir)" >/dev/null
-cmake --build "$build" -j "$(bitfleet_build_jobs)"
+bitfleet_build "$build"
 
 cd "$build"
 export BITFLEET_MINILM_DIR=$(bitfleet_minilm_dir)

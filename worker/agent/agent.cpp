@@ -263,10 +263,13 @@ bool Agent::send(Report& report) {
 void Agent::run() {
   while (!stop_) {
     if (!ensure_registered()) {
+      // A coordinator that is down for long is asked less often: 0.5 s, doubling up to 5 s.
+      register_backoff_ = std::min(std::chrono::milliseconds(5000), std::max(register_backoff_ * 2, std::chrono::milliseconds(500)));
       std::unique_lock<std::mutex> lock(mutex_);
-      wake_.wait_for(lock, std::chrono::milliseconds(500), [&] { return stop_.load(); });
+      wake_.wait_for(lock, register_backoff_, [&] { return stop_.load(); });
       continue;
     }
+    register_backoff_ = std::chrono::milliseconds(0);
     bool heartbeat_due, lease_due;
     {
       std::lock_guard<std::mutex> lock(mutex_);

@@ -126,6 +126,7 @@ class Agent {
   std::chrono::steady_clock::time_point next_heartbeat_{}, next_lease_{};
   std::chrono::milliseconds heartbeat_every_{std::chrono::seconds(5)};
   std::chrono::milliseconds backoff_{0};
+  std::chrono::milliseconds register_backoff_{0};
 };
 
 }  // namespace bitfleet::agent

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Prints the bitfleet-auth Secret (Kubernetes) with fresh random tokens: an admin token, a worker
+# token, and one user token per tenant named on the command line. Keep the output private.
+#
+#   ./deploy/kubernetes/make-auth-secret.sh team-a team-b | kubectl apply -f -
+#
+# auth.json is the coordinator's --auth-file; worker.token is mounted into the worker groups.
+# The tokens are also printed to stderr once, for the people who will use them.
+set -euo pipefail
+token() { openssl rand -hex 32; }
+admin=$(token)
+worker=$(token)
+entries="{\"token\": \"$admin\", \"tenant\": \"admin\", \"role\": \"admin\"}, {\"token\": \"$worker\", \"tenant\": \"workers\", \"role\": \"worker\"}"
+echo "admin token: $admin" >&2
+for tenant in "$@"; do
+  t=$(token)
+  entries+=", {\"token\": \"$t\", \"tenant\": \"$tenant\", \"role\": \"user\"}"
+  echo "$tenant token: $t" >&2
+done
+auth="{\"tokens\": [$entries]}"
+cat <<YAML
+apiVersion: v1
+kind: Secret
+metadata:
+  name: bitfleet-auth
+  labels: {app.kubernetes.io/name: bitfleet}
+type: Opaque
+data:
+  auth.json: $(printf '%s' "$auth" | base64 -w0)
+  worker.token: $(printf '%s' "$worker" | base64 -w0)
+YAML

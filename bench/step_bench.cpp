@@ -2,10 +2,13 @@
 // single-task steps, with FLOP accounting against a matmul peak measured in the same run.
 //
 //   bitfleet-bench-step --backbone DIR [--slots 1,4,16] [--batch 16] [--seq 128] [--steps 5]
-//                       [--warmup 2] [--threads N] [--device cpu|cuda] [--rows-per-pass N] [--json]
+//                       [--warmup 2] [--threads N] [--device cpu|cuda] [--rows-per-pass N]
+//                       [--comm local|nccl] [--json]
 //
 // A step is the trainer's whole step (forward, input-gradient backward, the all-reduce of the flat
-// gradient buffer, per-slot AdamW) on fixed-length synthetic examples, `batch` per slot. FLOPs
+// gradient buffer, per-slot AdamW) on fixed-length synthetic examples, `batch` per slot. With
+// --comm nccl (the default on a GPU of an NCCL build) the all-reduce is a real single-rank
+// ncclAllReduce on the communicator's own stream, so its cost per step is measured too. FLOPs
 // count the matmuls a BitFit step must do — forward plus input gradients, no weight gradients:
 //   per layer: 2·tokens·(4H² + 2HI) forward and again backward, attention 4·n·T²·H forward and
 //   8·n·T²·H backward.
@@ -21,6 +24,7 @@
 #include <nlohmann/json.hpp>
 #if BITFLEET_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAStream.h>
 #endif
 
 #include "common/flags.h"
@@ -37,6 +41,14 @@ void synchronize(const c10::Device& device) {
   if (device.is_cuda()) at::cuda::device_synchronize();
 #endif
   (void)device;
+}
+
+void* stream_of(const c10::Device& device) {
+#if BITFLEET_WITH_CUDA
+  if (device.is_cuda()) return c10::cuda::getCurrentCUDAStream().stream();
+#endif
+  (void)device;
+  return nullptr;
 }
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
@@ -84,6 +96,12 @@ int main(int argc, char** argv) {
   const int threads = static_cast<int>(flags.integer("threads", 0, 256, 0));
   const std::string device_name = flags.string("device", "cpu");
   const int64_t rows_per_pass = flags.integer("rows-per-pass", 0, 1 << 30, 0);
+#if BITFLEET_WITH_NCCL
+  const std::string comm_default = device_name == "cuda" ? "nccl" : "local";
+#else
+  const std::string comm_default = "local";
+#endif
+  const std::string comm_name = flags.string("comm", comm_default);
   const bool json = flags.boolean("json");
   if (Status s = flags.finish(); !s.is_ok()) {
     std::cerr << s.message() << "\n";
@@ -104,8 +122,12 @@ int main(int argc, char** argv) {
   }
   const auto& c = (*backbone)->config();
   engine::BitFitModel model(**backbone, {.slots = max_slots, .max_labels = 2});
-  auto comm = comm::make_local_communicator();
-  engine::Trainer trainer(model, *comm, static_cast<int32_t>(c.pad_token_id), {.max_rows_per_pass = rows_per_pass});
+  auto comm = comm::make_communicator({.backend = comm_name}, &argc, &argv);
+  if (!comm.is_ok()) {
+    std::cerr << comm.status().to_string() << "\n";
+    return 1;
+  }
+  engine::Trainer trainer(model, **comm, static_cast<int32_t>(c.pad_token_id), {.max_rows_per_pass = rows_per_pass});
 
   common::JobRequest request;
   request.task = {common::TaskType::kClassification, {"text"}, "label", {"a", "b"}};
@@ -119,7 +141,8 @@ int main(int argc, char** argv) {
                         {"hidden", c.hidden},          {"layers", c.layers},
                         {"seq", seq},                  {"batch_per_slot", batch},
                         {"threads", at::get_num_threads()}, {"peak_matmul_flops", peak}, {"rows_per_pass", rows_per_pass},
-                        {"row_floats", model.layout().row_size()}, {"results", nlohmann::json::array()}};
+                        {"row_floats", model.layout().row_size()}, {"comm", comm_name},
+                        {"results", nlohmann::json::array()}};
   for (int64_t s_count : slot_counts) {
     for (int s = 0; s < max_slots; ++s) {
       if (trainer.active(s)) trainer.release(s);
@@ -148,6 +171,20 @@ int main(int argc, char** argv) {
     }
     synchronize(device);
     const double seconds = (now() - start) / static_cast<double>(steps);
+    // The collective alone, on an idle device: the trainer's figure above also waits for the step's
+    // queued GPU work, which the all-reduce is ordered after.
+    const int reps = 20;
+    const double reduce_start = now();
+    for (int i = 0; i < reps; ++i) {
+      Status st = (*comm)->all_reduce_sum(model.grads().data_ptr<float>(), static_cast<size_t>(reduce_bytes / 4),
+                                          stream_of(device));
+      if (!st.is_ok()) {
+        std::cerr << st.to_string() << "\n";
+        return 1;
+      }
+    }
+    synchronize(device);
+    const double reduce_alone = (now() - reduce_start) / reps;
     const double examples = static_cast<double>(s_count * batch), tokens = examples * seq;
     const double flops = c.layers * (2.0 * tokens * layer_linear + 12.0 * examples * seq * seq * c.hidden);
     out["results"].push_back({{"slots", s_count},
@@ -157,7 +194,8 @@ int main(int argc, char** argv) {
                               {"achieved_flops", flops / seconds},
                               {"share_of_peak", flops / seconds / peak},
                               {"allreduce_bytes_per_step", reduce_bytes},
-                              {"allreduce_seconds_per_step", reduce_seconds / static_cast<double>(steps)}});
+                              {"allreduce_seconds_per_step", reduce_seconds / static_cast<double>(steps)},
+                              {"allreduce_alone_seconds", reduce_alone}});
   }
   if (json) {
     std::cout << out.dump(2) << "\n";

@@ -51,7 +51,8 @@ find_package(MPI COMPONENTS C QUIET)
 set(BITFLEET_WITH_MPI ${MPI_C_FOUND})
 find_program(BITFLEET_MPIEXEC NAMES mpirun mpiexec)
 
-# --- NCCL (optional, GPU builds): the CUDA toolkit's, else the copy the torch wheel loads.
+# --- NCCL (optional, GPU builds): the CUDA toolkit's, else the copy the torch wheel loads. Without
+# MPI it is single-rank only (the collective's cost on one GPU); groups bootstrap over MPI.
 set(BITFLEET_WITH_NCCL OFF)
 if(BITFLEET_WITH_CUDA)
   get_filename_component(_site "${BITFLEET_TORCH_LIB_DIR}/../.." ABSOLUTE)
@@ -59,7 +60,7 @@ if(BITFLEET_WITH_CUDA)
             HINTS /usr/local/cuda/include "${_site}/nvidia/nccl/include" NO_DEFAULT_PATH)
   find_library(BITFLEET_NCCL_LIBRARY NAMES nccl libnccl.so.2
                HINTS /usr/local/cuda/lib64 "${_site}/nvidia/nccl/lib" NO_DEFAULT_PATH)
-  if(BITFLEET_NCCL_INCLUDE AND BITFLEET_NCCL_LIBRARY AND BITFLEET_WITH_MPI)
+  if(BITFLEET_NCCL_INCLUDE AND BITFLEET_NCCL_LIBRARY)
     set(BITFLEET_WITH_NCCL ON)
   endif()
 endif()

@@ -4,8 +4,10 @@
 #include <thread>
 
 #include "common/log.h"
-#include "worker/comm/mpi_world.h"
 #include "worker/comm/nccl_check.h"
+#if BITFLEET_WITH_MPI
+#include "worker/comm/mpi_world.h"
+#endif
 
 namespace bitfleet::comm {
 namespace {
@@ -27,10 +29,20 @@ class NcclCommunicator : public Communicator {
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
   }
 
+#if BITFLEET_WITH_MPI
+  // Several ranks: `world` bootstraps the communicator and carries the broadcasts.
   Status init(std::unique_ptr<MpiWorld> world, int device, std::chrono::milliseconds timeout) {
     world_ = std::move(world);
-    rank_ = world_ ? world_->rank() : 0;
-    size_ = world_ ? world_->size() : 1;
+    if (world_) {
+      rank_ = world_->rank();
+      size_ = world_->size();
+    }
+    return init(device, timeout);
+  }
+#endif
+
+  // One rank, or (after the overload above) every rank of the MPI world.
+  Status init(int device, std::chrono::milliseconds timeout) {
     timeout_ = timeout;
     BITFLEET_CUDA_CHECK(cudaSetDevice(device));
     BITFLEET_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
@@ -38,9 +50,9 @@ class NcclCommunicator : public Communicator {
     BITFLEET_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
     ncclUniqueId id;
     if (rank_ == 0) BITFLEET_NCCL_CHECK(ncclGetUniqueId(&id));
-    if (world_) {  // rank 0's id to every rank, over MPI
+    if (size_ > 1) {  // rank 0's id to every rank, over MPI
       std::string bytes(reinterpret_cast<const char*>(&id), rank_ == 0 ? sizeof(id) : 0);
-      BITFLEET_RETURN_IF_ERROR(world_->broadcast(bytes));
+      BITFLEET_RETURN_IF_ERROR(broadcast(bytes));
       if (bytes.size() != sizeof(id)) return internal_error("ncclUniqueId broadcast has the wrong size");
       std::memcpy(&id, bytes.data(), sizeof(id));
     }
@@ -83,12 +95,19 @@ class NcclCommunicator : public Communicator {
     return Status::ok();
   }
 
-  Status broadcast(std::string& bytes) override { return world_ ? world_->broadcast(bytes) : Status::ok(); }
+  Status broadcast(std::string& bytes) override {
+#if BITFLEET_WITH_MPI
+    if (world_) return world_->broadcast(bytes);
+#endif
+    return Status::ok();
+  }
 
   [[noreturn]] void abort_group(int code) override {
     if (comm_ != nullptr && !aborted_) ncclCommAbort(comm_);
     comm_ = nullptr;
+#if BITFLEET_WITH_MPI
     if (world_) world_->abort(code);
+#endif
     std::_Exit(code);
   }
 
@@ -108,7 +127,9 @@ class NcclCommunicator : public Communicator {
     }
   }
 
+#if BITFLEET_WITH_MPI
   std::unique_ptr<MpiWorld> world_;
+#endif
   int rank_ = 0, size_ = 1;
   std::chrono::milliseconds timeout_{0};
   ncclComm_t comm_ = nullptr;
@@ -121,12 +142,19 @@ class NcclCommunicator : public Communicator {
 
 Result<std::unique_ptr<Communicator>> make_nccl_communicator(int* argc, char*** argv, int cuda_device,
                                                              std::chrono::milliseconds timeout) {
+  auto comm = std::make_unique<NcclCommunicator>();
+#if BITFLEET_WITH_MPI
   std::unique_ptr<MpiWorld> world;
   if (launched_by_mpi()) {
     BITFLEET_ASSIGN_OR_RETURN(world, MpiWorld::init(argc, argv, timeout));
   }
-  auto comm = std::make_unique<NcclCommunicator>();
   BITFLEET_RETURN_IF_ERROR(comm->init(std::move(world), cuda_device, timeout));
+#else
+  if (launched_by_mpi()) {
+    return unavailable("several NCCL ranks need MPI to bootstrap, and this binary was built without MPI");
+  }
+  BITFLEET_RETURN_IF_ERROR(comm->init(cuda_device, timeout));
+#endif
   return std::unique_ptr<Communicator>(std::move(comm));
 }
 

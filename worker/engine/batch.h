@@ -28,6 +28,7 @@ struct BatchSegment {
   int64_t examples = 0;
   int64_t seq_len = 0;
   at::Tensor attention_mask;  // [examples, seq_len] bool on the device: true for real tokens
+  bool padded = false;        // whether any example is shorter than seq_len (known on the host)
   // classification: [examples] int64; regression: [examples] float;
   // token classification: [examples, seq_len] int64 with -100 where no label applies.
   // Undefined for inference.

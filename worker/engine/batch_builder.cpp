@@ -50,6 +50,7 @@ Batch BatchBuilder::build(const std::vector<SegmentInput>& segments) {
     for (int64_t i = 0; i < seg.examples; ++i) {
       const ExampleRef& e = in.examples[i];
       const int64_t n = static_cast<int64_t>(e.ids.size());
+      seg.padded = seg.padded || n < seq_len;
       if (in.task != TaskType::kTokenClassification) first_rows_.push_back(static_cast<int64_t>(ids_.size()));
       for (int64_t t = 0; t < seq_len; ++t) {
         const bool real = t < n;

@@ -1,6 +1,7 @@
 #include "worker/engine/bitfit_model.h"
 
 #include <mutex>
+#include <optional>
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -44,7 +45,8 @@ BitFitModel::BitFitModel(const Backbone& backbone, ModelOptions options)
     : backbone_(backbone),
       options_(options),
       layout_(backbone.config(), options.table_kinds, options.max_labels),
-      compute_dtype_(backbone.dtype()) {
+      compute_dtype_(backbone.dtype()),
+      onehot_bias_(backbone.device().is_cuda()) {
   install_warning_filter();
   const int64_t S = options_.slots, row = layout_.row_size();
   auto fp32 = at::TensorOptions().dtype(at::kFloat).device(backbone.device());
@@ -150,48 +152,88 @@ Status BitFitModel::supports(TaskType task) const {
   return Status::ok();
 }
 
-// Bias rows for every token row: [rows, width] from the table, or the shared frozen vector. The
-// gather is an embedding lookup (fast on the strided table view, unlike index_select), whose
-// backward adds each row's gradient into its slot's row in row order.
-at::Tensor BitFitModel::gathered_bias(BiasKind kind, int layer, const at::Tensor& shared,
-                                      const at::Tensor& row_slots) const {
-  const at::Tensor& table = tables_[static_cast<int>(kind)][table_layer(kind, layer)];
-  if (!table.defined()) return shared;
-  at::Tensor rows = at::embedding(table, row_slots);
-  return rows.scalar_type() == compute_dtype_ ? rows : rows.to(compute_dtype_);
+BitFitModel::RowSlots BitFitModel::row_slots(const at::Tensor& index) const {
+  RowSlots r{index, {}};
+  if (onehot_bias_) {
+    r.onehot = at::zeros({index.size(0), options_.slots}, index.options().dtype(compute_dtype_))
+                   .scatter_(1, index.unsqueeze(1), 1.0);
+  }
+  return r;
 }
 
-// y = x · Wᵀ + B[slot of row], with the bias as the GEMM's accumulator (addmm, beta = 1), as
-// nn.Linear folds its bias: no separate pass over [rows, out].
+BitFitModel::RowSlots BitFitModel::RowSlots::select(const at::Tensor& which) const {
+  return {index.index_select(0, which), onehot.defined() ? onehot.index_select(0, which) : at::Tensor()};
+}
+
+BitFitModel::RowSlots BitFitModel::RowSlots::narrow(int64_t begin, int64_t n) const {
+  return {index.narrow(0, begin, n), onehot.defined() ? onehot.narrow(0, begin, n) : at::Tensor()};
+}
+
+const at::Tensor& BitFitModel::table(BiasKind kind, int layer) const {
+  return tables_[static_cast<int>(kind)][table_layer(kind, layer)];
+}
+
+// CPU: the rows gathered from the table (an embedding lookup, fast on the strided table view,
+// whose backward adds each row's gradient into its slot's row in row order). GPU: a rank-S GEMM.
+at::Tensor BitFitModel::add_table_rows(at::Tensor x, const at::Tensor& t, const RowSlots& slots) const {
+  if (onehot_bias_) return x.addmm_(slots.onehot, t.to(compute_dtype_));
+  at::Tensor rows = at::embedding(t, slots.index);
+  return x.add_(rows.scalar_type() == compute_dtype_ ? rows : rows.to(compute_dtype_));
+}
+
+// y = x · Wᵀ + B[slot of row]. On the CPU the gathered bias is the GEMM's accumulator (addmm,
+// beta = 1), as nn.Linear folds its bias: no separate pass over [rows, out].
 at::Tensor BitFitModel::linear(const at::Tensor& x, const at::Tensor& w, BiasKind kind, int layer,
-                               const at::Tensor& shared_bias, const at::Tensor& row_slots) const {
-  at::Tensor bias = gathered_bias(kind, layer, shared_bias, row_slots);
-  return bias.dim() == 1 ? at::linear(x, w, bias) : at::addmm(bias, x, w.t());
+                               const at::Tensor& shared_bias, const RowSlots& slots) const {
+  const at::Tensor& t = table(kind, layer);
+  if (!t.defined()) return at::linear(x, w, shared_bias);
+  if (onehot_bias_) return add_table_rows(at::mm(x, w.t()), t, slots);
+  at::Tensor rows = at::embedding(t, slots.index);
+  return at::addmm(rows.scalar_type() == compute_dtype_ ? rows : rows.to(compute_dtype_), x, w.t());
 }
 
 at::Tensor BitFitModel::layer_norm(const at::Tensor& x, const at::Tensor& gamma, BiasKind kind, int layer,
-                                   const at::Tensor& shared_beta, const at::Tensor& row_slots) const {
+                                   const at::Tensor& shared_beta, const RowSlots& slots) const {
   const double eps = backbone_.config().layer_norm_eps;
-  at::Tensor beta = gathered_bias(kind, layer, shared_beta, row_slots);
-  if (beta.dim() == 1) return at::layer_norm(x, {x.size(-1)}, gamma, beta, eps);
+  const at::Tensor& t = table(kind, layer);
+  if (!t.defined()) return at::layer_norm(x, {x.size(-1)}, gamma, shared_beta, eps);
   // In place: layer norm's backward needs its input and statistics, not its output.
-  return at::layer_norm(x, {x.size(-1)}, gamma, {}, eps).add_(beta);
+  return add_table_rows(at::layer_norm(x, {x.size(-1)}, gamma, {}, eps), t, slots);
 }
 
-// Self-attention, segment by segment: each segment's examples attend within their own padding.
+// Self-attention: each example attends within its own segment's padding. On the CPU one call per
+// segment, so that a slot's bits never depend on its neighbours; on a GPU one fused call per run of
+// consecutive segments of equal length (the usual case when examples are grouped by length), with
+// no mask at all where a run has no padding, which lets SDPA take its flash kernel.
 at::Tensor BitFitModel::attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                   const Batch& batch) const {
   const auto& c = backbone_.config();
   std::vector<at::Tensor> outputs;
-  outputs.reserve(batch.segments.size());
-  for (const auto& seg : batch.segments) {
-    const int64_t rows = seg.examples * seg.seq_len;
+  outputs.reserve(batch.segments.size() + 1);
+  const auto& segs = batch.segments;
+  for (size_t first = 0; first < segs.size();) {
+    const int64_t seq_len = segs[first].seq_len;
+    size_t last = first + 1;
+    while (onehot_bias_ && last < segs.size() && segs[last].seq_len == seq_len) ++last;
+    int64_t examples = 0;
+    bool padded = false;
+    std::vector<at::Tensor> masks;
+    for (size_t i = first; i < last; ++i) {
+      examples += segs[i].examples;
+      padded = padded || segs[i].padded;
+      masks.push_back(segs[i].attention_mask);
+    }
+    const int64_t rows = examples * seq_len;
     auto heads = [&](const at::Tensor& t) {
-      return t.narrow(0, seg.row_begin, rows).view({seg.examples, seg.seq_len, c.heads, c.head_dim()}).transpose(1, 2);
+      return t.narrow(0, segs[first].row_begin, rows).view({examples, seq_len, c.heads, c.head_dim()}).transpose(1, 2);
     };
-    at::Tensor mask = seg.attention_mask.view({seg.examples, 1, 1, seg.seq_len});
+    std::optional<at::Tensor> mask;  // an undefined Tensor would not do: SDPA rejects it
+    if (padded || !onehot_bias_) {
+      mask = (masks.size() == 1 ? masks[0] : at::cat(masks, 0)).view({examples, 1, 1, seq_len});
+    }
     at::Tensor out = at::scaled_dot_product_attention(heads(q), heads(k), heads(v), mask);
     outputs.push_back(out.transpose(1, 2).reshape({rows, c.hidden}));
+    first = last;
   }
   if (batch.rows > batch.segment_rows) {  // padding rows attend to nothing
     outputs.push_back(at::zeros({batch.rows - batch.segment_rows, c.hidden}, q.options()));
@@ -219,7 +261,7 @@ at::Tensor BitFitModel::head_logits(const BatchSegment& seg, const at::Tensor& h
 ForwardOutput BitFitModel::forward(const Batch& batch) {
   const auto& c = backbone_.config();
   const Backbone& w = backbone_;
-  const at::Tensor& slots = batch.row_slots;
+  const RowSlots slots = row_slots(batch.row_slots);
 
   // Embeddings, summed in Hugging Face's order: (word + token type) + position.
   at::Tensor x = w.word_embeddings.index_select(0, batch.input_ids) +
@@ -247,10 +289,11 @@ ForwardOutput BitFitModel::forward(const Batch& batch) {
 
   // Sequence heads read each example's first token: BERT through its pooler, RoBERTa directly.
   // The pooler runs per segment: its row count must not depend on the other segments.
-  at::Tensor first, first_slots;
+  at::Tensor first;
+  RowSlots first_slots;
   if (batch.first_rows.defined() && batch.first_rows.numel() > 0) {
     first = x.index_select(0, batch.first_rows);
-    first_slots = slots.index_select(0, batch.first_rows);
+    first_slots = slots.select(batch.first_rows);
   }
 
   ForwardOutput out;
@@ -262,7 +305,7 @@ ForwardOutput BitFitModel::forward(const Batch& batch) {
       if (c.architecture == Architecture::kBert) {
         TORCH_CHECK(backbone_.has_pooler(), "sequence task on a backbone without pooler; check supports()");
         pooled = at::tanh(linear(pooled, w.pooler_w, BiasKind::kPooler, -1, w.pooler_b,
-                                 first_slots.narrow(0, first_offset, seg.examples)));
+                                 first_slots.narrow(first_offset, seg.examples)));
       }
       first_offset += seg.examples;
     }

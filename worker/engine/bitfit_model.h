@@ -12,6 +12,13 @@
 //   layernorm:  y = γ ⊙ (x − μ)/σ + Β[slot of row]
 //   head:       logits = h · H[slot]ᵀ + c[slot]
 //
+// How B[slot of row] is added depends on the device. On the CPU the rows are gathered from the
+// table (an embedding lookup) and become the GEMM's accumulator. On a GPU that gather would move
+// more bytes than the GEMM does arithmetic (rows × width fp32, written, converted, read, and
+// scattered back in backward), so the bias is added in place by a rank-S GEMM instead:
+// y += OneHot[rows, S] · B[S, width] in bf16, whose backward is OneHotᵀ · dy — two tensor-core
+// GEMMs with K or M = S, and no rows × width temporary.
+//
 // Thread-safety: the training loop's thread only.
 #pragma once
 
@@ -80,12 +87,21 @@ class BitFitModel {
   void backward(const ForwardOutput& output);
 
  private:
-  at::Tensor gathered_bias(common::BiasKind kind, int layer, const at::Tensor& shared,
-                           const at::Tensor& row_slots) const;
+  // Which slot each row belongs to: the indices (CPU path) or the one-hot rows (GPU path).
+  struct RowSlots {
+    at::Tensor index;   // [rows] int64
+    at::Tensor onehot;  // [rows, S] in the compute dtype; defined on the GPU path only
+    RowSlots select(const at::Tensor& which) const;  // the rows `which`
+    RowSlots narrow(int64_t begin, int64_t n) const;
+  };
+  RowSlots row_slots(const at::Tensor& index) const;
+  const at::Tensor& table(common::BiasKind kind, int layer) const;
+  // x += B[slot of row], in place; x is a fresh intermediate autograd does not save.
+  at::Tensor add_table_rows(at::Tensor x, const at::Tensor& table, const RowSlots& slots) const;
   at::Tensor linear(const at::Tensor& x, const at::Tensor& w, common::BiasKind kind, int layer,
-                    const at::Tensor& shared_bias, const at::Tensor& row_slots) const;
+                    const at::Tensor& shared_bias, const RowSlots& slots) const;
   at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& gamma, common::BiasKind kind,
-                        int layer, const at::Tensor& shared_beta, const at::Tensor& row_slots) const;
+                        int layer, const at::Tensor& shared_beta, const RowSlots& slots) const;
   at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                        const Batch& batch) const;
   at::Tensor head_logits(const BatchSegment& segment, const at::Tensor& hidden,
@@ -96,6 +112,7 @@ class BitFitModel {
   ModelOptions options_;
   SlotLayout layout_;
   at::ScalarType compute_dtype_;
+  bool onehot_bias_;  // the GPU path (see the top of this file)
   at::Tensor params_, grads_;
   // tables_[kind][layer] (layer 0 for once-per-model kinds): a leaf [S, width] or undefined.
   std::vector<std::vector<at::Tensor>> tables_;

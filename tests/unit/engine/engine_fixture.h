@@ -2,9 +2,12 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <ftw.h>
 #include <unistd.h>
 
-#include <filesystem>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
 #include <memory>
 #include <string>
 
@@ -15,20 +18,26 @@
 
 namespace bitfleet::engine::testing {
 
+// A temporary directory, removed with everything in it. POSIX calls rather than std::filesystem:
+// the torch wheel's libtorch.so exports its own copy of std::filesystem::remove_all, which some
+// machines' dynamic linkers bind and which crashes (seen on the GPU machines, 2026-11-23).
 class TempDir {
  public:
   TempDir() {
-    static int counter = 0;
-    path_ = std::filesystem::temp_directory_path() /
-            ("bitfleet-engine-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    std::filesystem::create_directories(path_);
+    std::string pattern = (std::getenv("TMPDIR") ? std::string(std::getenv("TMPDIR")) : std::string("/tmp")) +
+                          "/bitfleet-engine-XXXXXX";
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + pattern);
+    path_ = pattern;
   }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string path() const { return path_.string(); }
-  std::string sub(const std::string& name) const { return (path_ / name).string(); }
+  ~TempDir() {
+    ::nftw(path_.c_str(), [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
+           FTW_DEPTH | FTW_PHYS);
+  }
+  std::string path() const { return path_; }
+  std::string sub(const std::string& name) const { return path_ + "/" + name; }
 
  private:
-  std::filesystem::path path_;
+  std::string path_;
 };
 
 inline std::unique_ptr<Backbone> random_backbone(const TempDir& dir, Architecture arch = Architecture::kBert,

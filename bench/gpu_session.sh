@@ -15,6 +15,7 @@ PYTHON=${PYTHON:-python3}
 BUILD=${BITFLEET_GPU_BUILD:-build-gpu}
 THIRD_PARTY=${BITFLEET_THIRD_PARTY_DIR:-$PWD/third_party_carry}
 SLOTS=${BITFLEET_BENCH_SLOTS:-1,4,16,64}
+PROFILE_SLOTS=${BITFLEET_BENCH_PROFILE_SLOTS:-16}  # one extra step profiled at this S (0: none)
 mkdir -p "$OUT"
 steps=("$@")
 [[ ${#steps[@]} -eq 0 ]] && steps=(all)
@@ -54,7 +55,7 @@ for name, config in {"bert-base-sized": BertConfig(),
 EOF
   for backbone in bert-base-sized minilm-sized; do
     PYTHONUNBUFFERED=1 "$PYTHON" bench/step_bench.py --device cuda --backbone "/tmp/$backbone" --seq 128 --batch 16 \
-      --slots "$SLOTS" --steps 10 --warmup 3 --bin "$BUILD/bin/bitfleet-bench-step" --out "$OUT" \
+      --slots "$SLOTS" --steps 20 --warmup 3 --profile-slots "$PROFILE_SLOTS" --bin "$BUILD/bin/bitfleet-bench-step" --out "$OUT" \
       2>&1 | tee "$OUT/step-$backbone.txt" || echo "step bench on $backbone FAILED"
   done
 fi

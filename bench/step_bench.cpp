@@ -3,7 +3,7 @@
 //
 //   bitfleet-bench-step --backbone DIR [--slots 1,4,16] [--batch 16] [--seq 128] [--steps 5]
 //                       [--warmup 2] [--threads N] [--device cpu|cuda] [--rows-per-pass N]
-//                       [--comm local|nccl] [--json]
+//                       [--comm local|nccl] [--profile-slots S] [--json]
 //
 // A step is the trainer's whole step (forward, input-gradient backward, the all-reduce of the flat
 // gradient buffer, per-slot AdamW) on fixed-length synthetic examples, `batch` per slot. With
@@ -12,16 +12,21 @@
 // count the matmuls a BitFit step must do — forward plus input gradients, no weight gradients:
 //   per layer: 2·tokens·(4H² + 2HI) forward and again backward, attention 4·n·T²·H forward and
 //   8·n·T²·H backward.
+// --profile-slots S profiles one more step at S slots with LibTorch's Kineto profiler and reports
+// where it went: GPU busy time and the top kernels, host ops and their counts.
 // bench/step_bench.py runs this beside the Python transformers loop and reports the ratios.
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <map>
+#include <set>
 #include <random>
 #include <sstream>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
+#include <torch/csrc/autograd/profiler_kineto.h>
 #if BITFLEET_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAStream.h>
@@ -69,6 +74,57 @@ double peak_matmul_flops(const c10::Device& device, at::ScalarType dtype) {
   return best;
 }
 
+// One profiled step: per device, the events aggregated by name (count, total ms), the top `top`
+// by time; and the device's summed busy time.
+nlohmann::json profile_step(engine::Trainer& trainer, const c10::Device& device, int top = 15) {
+  namespace prof = torch::autograd::profiler;
+  using torch::profiler::impl::ActivityType;
+  std::set<ActivityType> activities{ActivityType::CPU};
+  if (device.is_cuda()) activities.insert(ActivityType::CUDA);
+  torch::profiler::impl::ProfilerConfig config(torch::profiler::impl::ProfilerState::KINETO);
+  prof::prepareProfiler(config, activities);
+  prof::enableProfiler(config, activities);
+  synchronize(device);
+  const double start = now();
+  (void)trainer.step();
+  synchronize(device);
+  const double seconds = now() - start;
+  auto result = prof::disableProfiler();
+  struct Sum {
+    int64_t count = 0;
+    double ms = 0;
+  };
+  std::map<std::string, Sum> host, gpu;
+  double gpu_busy_ms = 0;
+  int64_t host_ops = 0, kernels = 0;
+  for (const auto& e : result->events()) {
+    const double ms = static_cast<double>(e.durationNs()) / 1e6;
+    if (e.deviceType() == c10::DeviceType::CUDA) {
+      auto& sum = gpu[e.name()];
+      ++sum.count;
+      sum.ms += ms;
+      gpu_busy_ms += ms;
+      ++kernels;
+    } else {
+      auto& sum = host[e.name()];
+      ++sum.count;
+      sum.ms += ms;
+      ++host_ops;
+    }
+  }
+  auto top_of = [top](const std::map<std::string, Sum>& sums) {
+    std::vector<std::pair<std::string, Sum>> v(sums.begin(), sums.end());
+    std::sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second.ms > b.second.ms; });
+    nlohmann::json out = nlohmann::json::array();
+    for (size_t i = 0; i < v.size() && i < static_cast<size_t>(top); ++i) {
+      out.push_back({{"name", v[i].first.substr(0, 120)}, {"count", v[i].second.count}, {"ms", v[i].second.ms}});
+    }
+    return out;
+  };
+  return {{"step_ms", seconds * 1e3}, {"gpu_busy_ms", gpu_busy_ms}, {"gpu_events", kernels},
+          {"host_events", host_ops}, {"top_gpu", top_of(gpu)}, {"top_host", top_of(host)}};
+}
+
 std::shared_ptr<const text::Dataset> synthetic(int64_t n, int64_t seq, int64_t vocab, uint32_t seed) {
   auto d = std::make_shared<text::Dataset>();
   std::mt19937 rng(seed);
@@ -96,6 +152,7 @@ int main(int argc, char** argv) {
   const int threads = static_cast<int>(flags.integer("threads", 0, 256, 0));
   const std::string device_name = flags.string("device", "cpu");
   const int64_t rows_per_pass = flags.integer("rows-per-pass", 0, 1 << 30, 0);
+  const int64_t profile_slots = flags.integer("profile-slots", 0, 1 << 20, 0);
 #if BITFLEET_WITH_NCCL
   const std::string comm_default = device_name == "cuda" ? "nccl" : "local";
 #else
@@ -185,6 +242,7 @@ int main(int argc, char** argv) {
     }
     synchronize(device);
     const double reduce_alone = (now() - reduce_start) / reps;
+    if (s_count == profile_slots) out["profile"] = profile_step(trainer, device);
     const double examples = static_cast<double>(s_count * batch), tokens = examples * seq;
     const double flops = c.layers * (2.0 * tokens * layer_linear + 12.0 * examples * seq * seq * c.hidden);
     out["results"].push_back({{"slots", s_count},

@@ -65,6 +65,7 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rows-per-pass", type=int, default=None)
+    parser.add_argument("--profile-slots", type=int, default=0, help="profile one step at this S (Kineto)")
     parser.add_argument("--bin", default=os.path.join(HERE, "..", "build", "bin", "bitfleet-bench-step"))
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     args = parser.parse_args()
@@ -73,7 +74,8 @@ def main():
 
     command = [args.bin, "--backbone", args.backbone, "--slots", args.slots, "--seq", str(args.seq), "--batch",
                str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads",
-               str(args.threads), "--device", args.device, "--rows-per-pass", str(rows), "--json"]
+               str(args.threads), "--device", args.device, "--rows-per-pass", str(rows),
+               "--profile-slots", str(args.profile_slots), "--json"]
     bitfleet = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
     hf = hf_examples_per_second(args.backbone, args.seq, args.batch, args.steps, args.warmup, args.device)
 
@@ -87,6 +89,13 @@ def main():
         print(f"{r['slots']:>4} {r['examples_per_second']:>11.1f} "
               f"{(r['examples_per_second'] / single if single else float('nan')):>12.2f} "
               f"{r['examples_per_second'] / hf:>16.2f} {100 * r['share_of_peak']:>10.1f} {r['allreduce_bytes_per_step']:>13,}")
+    if "profile" in bitfleet:
+        p = bitfleet["profile"]
+        print(f"profile of one step at S={args.profile_slots}: {p['step_ms']:.1f} ms wall, GPU busy {p['gpu_busy_ms']:.1f} ms "
+              f"({p['gpu_events']} GPU events, {p['host_events']} host events)")
+        for kind in ("top_gpu", "top_host"):
+            for e in p[kind]:
+                print(f"  {kind[4:]:>4} {e['ms']:8.2f} ms {e['count']:6d}x  {e['name']}")
     os.makedirs(args.out, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = os.path.join(args.out, f"step-{args.device}-{stamp}.json")

@@ -15,13 +15,20 @@ Batch BatchBuilder::build(const std::vector<SegmentInput>& segments) {
   const bool roberta = config_.architecture == Architecture::kRoberta;
   const bool gpu = device_.is_cuda();
   auto host = at::TensorOptions().pinned_memory(gpu);
-  auto to_device = [&](at::Tensor t) { return gpu ? t.to(device_, /*non_blocking=*/true) : t; };
 
   ids_.clear();
   types_.clear();
   positions_.clear();
   slots_.clear();
   first_rows_.clear();
+  masks_.clear();
+  long_labels_.clear();
+  float_labels_.clear();
+  // Where each segment's mask and labels start in the packed host vectors.
+  struct Offsets {
+    size_t mask = 0, labels = 0;
+  };
+  std::vector<Offsets> offsets;
   Batch batch;
   for (const auto& in : segments) {
     int64_t seq_len = 1;
@@ -34,19 +41,7 @@ Batch BatchBuilder::build(const std::vector<SegmentInput>& segments) {
     seg.examples = static_cast<int64_t>(in.examples.size());
     seg.seq_len = seq_len;
     seg.loss_scale = in.loss_scale;
-
-    at::Tensor mask = at::zeros({seg.examples, seq_len}, host.dtype(at::kBool));
-    bool* mask_data = mask.data_ptr<bool>();
-    at::Tensor labels;
-    if (in.with_labels) {
-      if (in.task == TaskType::kRegression) {
-        labels = at::empty({seg.examples}, host.dtype(at::kFloat));
-      } else if (in.task == TaskType::kClassification) {
-        labels = at::empty({seg.examples}, host.dtype(at::kLong));
-      } else {
-        labels = at::full({seg.examples, seq_len}, -100, host.dtype(at::kLong));
-      }
-    }
+    offsets.push_back({masks_.size(), in.task == TaskType::kRegression ? float_labels_.size() : long_labels_.size()});
     for (int64_t i = 0; i < seg.examples; ++i) {
       const ExampleRef& e = in.examples[i];
       const int64_t n = static_cast<int64_t>(e.ids.size());
@@ -59,20 +54,20 @@ Batch BatchBuilder::build(const std::vector<SegmentInput>& segments) {
         // RoBERTa numbers real tokens from pad_token_id + 1 and gives padding pad_token_id.
         positions_.push_back(roberta ? (real ? config_.pad_token_id + 1 + t : config_.pad_token_id) : t);
         slots_.push_back(in.slot);
-        mask_data[i * seq_len + t] = real;
+        masks_.push_back(real ? 1 : 0);
       }
       if (!in.with_labels) continue;
       if (in.task == TaskType::kRegression) {
-        labels.data_ptr<float>()[i] = e.target;
+        float_labels_.push_back(e.target);
       } else if (in.task == TaskType::kClassification) {
-        labels.data_ptr<int64_t>()[i] = e.label;
+        long_labels_.push_back(e.label);
       } else {
-        int64_t* row = labels.data_ptr<int64_t>() + i * seq_len;
-        for (int64_t t = 0; t < n && t < static_cast<int64_t>(e.token_labels.size()); ++t) row[t] = e.token_labels[t];
+        for (int64_t t = 0; t < seq_len; ++t) {
+          const bool labelled = t < n && t < static_cast<int64_t>(e.token_labels.size());
+          long_labels_.push_back(labelled ? e.token_labels[t] : -100);
+        }
       }
     }
-    seg.attention_mask = to_device(mask);
-    if (labels.defined()) seg.labels = to_device(labels);
     batch.segments.push_back(std::move(seg));
   }
   batch.segment_rows = static_cast<int64_t>(ids_.size());
@@ -86,16 +81,35 @@ Batch BatchBuilder::build(const std::vector<SegmentInput>& segments) {
     slots_.push_back(filler_slot);  // its rows get no gradient, so they add exact zeros
   }
   batch.rows = padded;
-  auto longs = [&](const std::vector<int64_t>& v) {
-    at::Tensor t = at::empty({static_cast<int64_t>(v.size())}, host.dtype(at::kLong));
-    std::copy(v.begin(), v.end(), t.data_ptr<int64_t>());
-    return to_device(t);
+
+  // One host buffer and one asynchronous copy per kind of input, whatever the number of segments.
+  auto upload = [&](const auto& v, at::ScalarType dtype) {
+    using T = typename std::decay_t<decltype(v)>::value_type;
+    at::Tensor t = at::empty({static_cast<int64_t>(v.size())}, host.dtype(dtype));
+    std::copy(v.begin(), v.end(), static_cast<T*>(t.data_ptr()));
+    return gpu ? t.to(device_, /*non_blocking=*/true) : t;
   };
-  batch.input_ids = longs(ids_);
-  batch.token_type_ids = longs(types_);
-  batch.position_ids = longs(positions_);
-  batch.row_slots = longs(slots_);
-  batch.first_rows = longs(first_rows_);
+  batch.input_ids = upload(ids_, at::kLong);
+  batch.token_type_ids = upload(types_, at::kLong);
+  batch.position_ids = upload(positions_, at::kLong);
+  batch.row_slots = upload(slots_, at::kLong);
+  batch.first_rows = upload(first_rows_, at::kLong);
+  at::Tensor masks = upload(masks_, at::kByte).to(at::kBool);
+  at::Tensor long_labels = upload(long_labels_, at::kLong), float_labels = upload(float_labels_, at::kFloat);
+  for (size_t i = 0; i < segments.size(); ++i) {
+    BatchSegment& seg = batch.segments[i];
+    const int64_t cells = seg.examples * seg.seq_len;
+    seg.attention_mask = masks.narrow(0, static_cast<int64_t>(offsets[i].mask), cells).view({seg.examples, seg.seq_len});
+    if (!segments[i].with_labels) continue;
+    const auto begin = static_cast<int64_t>(offsets[i].labels);
+    switch (seg.task) {
+      case TaskType::kRegression: seg.labels = float_labels.narrow(0, begin, seg.examples); break;
+      case TaskType::kClassification: seg.labels = long_labels.narrow(0, begin, seg.examples); break;
+      case TaskType::kTokenClassification:
+        seg.labels = long_labels.narrow(0, begin, cells).view({seg.examples, seg.seq_len});
+        break;
+    }
+  }
   return batch;
 }
 

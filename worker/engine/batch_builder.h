@@ -1,8 +1,9 @@
 // BatchBuilder: packs tokenized examples, grouped by slot, into a Batch on the device.
 //
 // Each segment's examples are padded to that segment's longest example (see batch.h). Host
-// staging buffers are kept between calls (pinned when the device is a GPU), so a steady-state
-// step allocates no host memory and copies each input to the device once, asynchronously.
+// vectors are kept between calls; each kind of input (ids, masks, labels, ...) goes to the device
+// in one asynchronous copy from pinned memory, whatever the number of segments, and segments
+// view their part of it.
 // Thread-safety: one builder per training loop.
 #pragma once
 
@@ -46,7 +47,9 @@ class BatchBuilder {
   BackboneConfig config_;
   c10::Device device_;
   int32_t pad_id_;
-  std::vector<int64_t> ids_, types_, positions_, slots_, first_rows_;
+  std::vector<int64_t> ids_, types_, positions_, slots_, first_rows_, long_labels_;
+  std::vector<uint8_t> masks_;
+  std::vector<float> float_labels_;
 };
 
 }  // namespace bitfleet::engine

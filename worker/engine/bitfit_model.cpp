@@ -247,7 +247,7 @@ at::Tensor BitFitModel::head_logits(const BatchSegment& seg, const at::Tensor& h
   const at::Tensor& b = head_leaf(seg.slot, HeadPart::kClassifierBias);
   at::Tensor wn = w.narrow(0, 0, seg.num_outputs), bn = b.narrow(0, 0, seg.num_outputs);
   if (seg.task == TaskType::kTokenClassification) {
-    at::Tensor h = hidden.narrow(0, seg.row_begin, seg.examples * seg.seq_len).to(at::kFloat);
+    at::Tensor h = hidden.to(at::kFloat);
     return at::linear(h, wn, bn).view({seg.examples, seg.seq_len, seg.num_outputs});
   }
   at::Tensor h = pooled_rows.to(at::kFloat);
@@ -288,28 +288,45 @@ ForwardOutput BitFitModel::forward(const Batch& batch) {
   }
 
   // Sequence heads read each example's first token: BERT through its pooler, RoBERTa directly.
-  // The pooler runs per segment: its row count must not depend on the other segments.
-  at::Tensor first;
-  RowSlots first_slots;
-  if (batch.first_rows.defined() && batch.first_rows.numel() > 0) {
-    first = x.index_select(0, batch.first_rows);
-    first_slots = slots.select(batch.first_rows);
+  // Per-segment pieces come from one split, whose backward is one concatenation (a narrow per
+  // segment would build a zero-filled full-size gradient per segment). On the CPU the pooler runs
+  // per segment, so that its row count does not depend on the other segments; on a GPU, once.
+  const bool bert = c.architecture == Architecture::kBert;
+  std::vector<at::Tensor> pooled_pieces, row_pieces;
+  std::vector<int64_t> first_sizes, row_sizes;
+  bool token_task = false;
+  for (const auto& seg : batch.segments) {
+    if (seg.task != TaskType::kTokenClassification) first_sizes.push_back(seg.examples);
+    token_task = token_task || seg.task == TaskType::kTokenClassification;
+    row_sizes.push_back(seg.examples * seg.seq_len);
+  }
+  if (!first_sizes.empty()) {
+    at::Tensor first = x.index_select(0, batch.first_rows);
+    TORCH_CHECK(!bert || backbone_.has_pooler(), "sequence task on a backbone without pooler; check supports()");
+    const RowSlots first_slots = slots.select(batch.first_rows);
+    if (bert && onehot_bias_) first = at::tanh(linear(first, w.pooler_w, BiasKind::kPooler, -1, w.pooler_b, first_slots));
+    pooled_pieces = first.split_with_sizes(first_sizes);
+    if (bert && !onehot_bias_) {
+      int64_t offset = 0;
+      for (auto& piece : pooled_pieces) {
+        const int64_t n = piece.size(0);
+        piece = at::tanh(linear(piece, w.pooler_w, BiasKind::kPooler, -1, w.pooler_b, first_slots.narrow(offset, n)));
+        offset += n;
+      }
+    }
+  }
+  if (token_task) {
+    if (batch.rows > batch.segment_rows) row_sizes.push_back(batch.rows - batch.segment_rows);
+    row_pieces = x.split_with_sizes(row_sizes);
   }
 
   ForwardOutput out;
-  int64_t first_offset = 0;
-  for (const auto& seg : batch.segments) {
-    at::Tensor pooled;
-    if (seg.task != TaskType::kTokenClassification) {
-      pooled = first.narrow(0, first_offset, seg.examples);
-      if (c.architecture == Architecture::kBert) {
-        TORCH_CHECK(backbone_.has_pooler(), "sequence task on a backbone without pooler; check supports()");
-        pooled = at::tanh(linear(pooled, w.pooler_w, BiasKind::kPooler, -1, w.pooler_b,
-                                 first_slots.narrow(first_offset, seg.examples)));
-      }
-      first_offset += seg.examples;
-    }
-    at::Tensor logits = head_logits(seg, x, pooled);
+  size_t next_pooled = 0;
+  for (size_t i = 0; i < batch.segments.size(); ++i) {
+    const BatchSegment& seg = batch.segments[i];
+    const bool tokens = seg.task == TaskType::kTokenClassification;
+    at::Tensor pooled = tokens ? at::Tensor() : pooled_pieces[next_pooled++];
+    at::Tensor logits = head_logits(seg, tokens ? row_pieces[i] : at::Tensor(), pooled);
     out.logits.push_back(logits);
     if (!seg.labels.defined()) continue;
     at::Tensor loss;

@@ -283,10 +283,13 @@ Result<StepReport> Trainer::step() {
     Batch batch = builder_.build(pass);
     ForwardOutput out = model_.forward(batch);
     model_.backward(out);
-    at::NoGradGuard no_grad;
-    for (size_t i = first; i < last; ++i) {
-      grads[forward_slots[i]][layout.loss_offset()].copy_(out.losses[i - first].detach());
-    }
+    at::NoGradGuard no_grad;  // the pass's losses into their rows' loss floats, in one copy
+    std::vector<at::Tensor> losses;
+    for (const auto& loss : out.losses) losses.push_back(loss.detach().to(at::kFloat));
+    at::Tensor loss_rows = at::tensor(std::vector<int64_t>(forward_slots.begin() + static_cast<std::ptrdiff_t>(first),
+                                                      forward_slots.begin() + static_cast<std::ptrdiff_t>(last)),
+                                      at::kLong);
+    grads.select(1, layout.loss_offset()).index_copy_(0, loss_rows.to(grads.device()), at::stack(losses));
     first = last;
   }
   at::NoGradGuard no_grad;

@@ -35,11 +35,23 @@ void* compute_stream(const at::Tensor& on) {
   return nullptr;
 }
 
+// Host values to `like`'s device. On a GPU through pinned memory and an asynchronous copy: a copy
+// from pageable memory synchronises the stream, which would stop the host from running ahead.
+template <typename T>
+at::Tensor to_device_of(const std::vector<T>& values, at::ScalarType dtype, const at::Tensor& like) {
+  const bool gpu = like.is_cuda();
+  at::Tensor t = at::empty({static_cast<int64_t>(values.size())}, at::TensorOptions().dtype(dtype).pinned_memory(gpu));
+  if (dtype == at::kFloat) {
+    std::copy(values.begin(), values.end(), t.data_ptr<float>());
+  } else {
+    std::copy(values.begin(), values.end(), t.data_ptr<int64_t>());
+  }
+  return gpu ? t.to(like.device(), /*non_blocking=*/true) : t;
+}
+
 // A host vector of doubles as a [n, 1] float tensor on `like`'s device: per-row scalars.
 at::Tensor column(const std::vector<double>& values, const at::Tensor& like) {
-  at::Tensor t = at::empty({static_cast<int64_t>(values.size()), 1}, at::kFloat);
-  for (size_t i = 0; i < values.size(); ++i) t.data_ptr<float>()[i] = static_cast<float>(values[i]);
-  return t.to(like.device());
+  return to_device_of(values, at::kFloat, like).view({-1, 1});
 }
 
 int64_t labelled_tokens(const text::Example& e) {
@@ -286,10 +298,9 @@ Result<StepReport> Trainer::step() {
     at::NoGradGuard no_grad;  // the pass's losses into their rows' loss floats, in one copy
     std::vector<at::Tensor> losses;
     for (const auto& loss : out.losses) losses.push_back(loss.detach().to(at::kFloat));
-    at::Tensor loss_rows = at::tensor(std::vector<int64_t>(forward_slots.begin() + static_cast<std::ptrdiff_t>(first),
-                                                      forward_slots.begin() + static_cast<std::ptrdiff_t>(last)),
-                                      at::kLong);
-    grads.select(1, layout.loss_offset()).index_copy_(0, loss_rows.to(grads.device()), at::stack(losses));
+    const std::vector<int64_t> loss_rows(forward_slots.begin() + static_cast<std::ptrdiff_t>(first),
+                                         forward_slots.begin() + static_cast<std::ptrdiff_t>(last));
+    grads.select(1, layout.loss_offset()).index_copy_(0, to_device_of(loss_rows, at::kLong, grads), at::stack(losses));
     first = last;
   }
   at::NoGradGuard no_grad;
@@ -301,7 +312,7 @@ Result<StepReport> Trainer::step() {
   report.allreduce_bytes = prefix_rows * layout.row_size() * 4;
 
   // 4. Per slot: mask, norm, finiteness; then clipping and AdamW for the slots that may update.
-  at::Tensor idx = at::tensor(std::vector<int64_t>(active.begin(), active.end()), at::kLong).to(grads.device());
+  at::Tensor idx = to_device_of(std::vector<int64_t>(active.begin(), active.end()), at::kLong, grads);
   at::Tensor g = grads.index_select(0, idx) * mask_.index_select(0, idx);
   at::Tensor summary = at::stack({g.norm(2, {1}), grads.index_select(0, idx).select(1, layout.loss_offset())}, 1).to(at::kCPU);
   std::vector<int64_t> update_rows;
@@ -329,7 +340,7 @@ Result<StepReport> Trainer::step() {
   if (!update_rows.empty()) {
     // AdamW as torch.optim.AdamW computes it, for all updating slots at once; rows that a job
     // does not train have zero gradient and mask 0, so they never move.
-    at::Tensor rows_in_active = at::tensor(update_rows, at::kLong).to(grads.device());
+    at::Tensor rows_in_active = to_device_of(update_rows, at::kLong, grads);
     at::Tensor slots_idx = idx.index_select(0, rows_in_active);
     at::Tensor mask = mask_.index_select(0, slots_idx);
     at::Tensor grad = g.index_select(0, rows_in_active).mul_(column(clip, g));

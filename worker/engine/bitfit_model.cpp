@@ -208,32 +208,44 @@ at::Tensor BitFitModel::layer_norm(const at::Tensor& x, const at::Tensor& gamma,
 at::Tensor BitFitModel::attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                   const Batch& batch) const {
   const auto& c = backbone_.config();
-  std::vector<at::Tensor> outputs;
-  outputs.reserve(batch.segments.size() + 1);
   const auto& segs = batch.segments;
+  // Runs of segments [first, last) that share one call, and their row counts. q, k and v are cut
+  // by one split each: its backward is one concatenation, where a narrow per run would make a
+  // zero-filled full-size gradient per run.
+  std::vector<std::pair<size_t, size_t>> runs;
+  std::vector<int64_t> sizes;
   for (size_t first = 0; first < segs.size();) {
-    const int64_t seq_len = segs[first].seq_len;
     size_t last = first + 1;
-    while (onehot_bias_ && last < segs.size() && segs[last].seq_len == seq_len) ++last;
-    int64_t examples = 0;
+    while (onehot_bias_ && last < segs.size() && segs[last].seq_len == segs[first].seq_len) ++last;
+    int64_t rows = 0;
+    for (size_t i = first; i < last; ++i) rows += segs[i].examples * segs[i].seq_len;
+    runs.emplace_back(first, last);
+    sizes.push_back(rows);
+    first = last;
+  }
+  if (batch.rows > batch.segment_rows) sizes.push_back(batch.rows - batch.segment_rows);
+  const auto qs = q.split_with_sizes(sizes), ks = k.split_with_sizes(sizes), vs = v.split_with_sizes(sizes);
+
+  std::vector<at::Tensor> outputs;
+  outputs.reserve(sizes.size());
+  for (size_t r = 0; r < runs.size(); ++r) {
+    const auto [first, last] = runs[r];
+    const int64_t seq_len = segs[first].seq_len, examples = sizes[r] / seq_len;
     bool padded = false;
     std::vector<at::Tensor> masks;
     for (size_t i = first; i < last; ++i) {
-      examples += segs[i].examples;
       padded = padded || segs[i].padded;
       masks.push_back(segs[i].attention_mask);
     }
-    const int64_t rows = examples * seq_len;
     auto heads = [&](const at::Tensor& t) {
-      return t.narrow(0, segs[first].row_begin, rows).view({examples, seq_len, c.heads, c.head_dim()}).transpose(1, 2);
+      return t.view({examples, seq_len, c.heads, c.head_dim()}).transpose(1, 2);
     };
     std::optional<at::Tensor> mask;  // an undefined Tensor would not do: SDPA rejects it
     if (padded || !onehot_bias_) {
       mask = (masks.size() == 1 ? masks[0] : at::cat(masks, 0)).view({examples, 1, 1, seq_len});
     }
-    at::Tensor out = at::scaled_dot_product_attention(heads(q), heads(k), heads(v), mask);
-    outputs.push_back(out.transpose(1, 2).reshape({rows, c.hidden}));
-    first = last;
+    at::Tensor out = at::scaled_dot_product_attention(heads(qs[r]), heads(ks[r]), heads(vs[r]), mask);
+    outputs.push_back(out.transpose(1, 2).reshape({sizes[r], c.hidden}));
   }
   if (batch.rows > batch.segment_rows) {  // padding rows attend to nothing
     outputs.push_back(at::zeros({batch.rows - batch.segment_rows, c.hidden}, q.options()));

@@ -203,7 +203,7 @@ Response Service::complete(Request& r) {
   auto job = store_->complete_job(r.params["id"], fence.worker, fence.attempt,
                                   metrics.is_null() ? nlohmann::json::object() : metrics, loss, steps, now_ms());
   if (!job.is_ok()) return problem(job.status(), r.path);
-  metrics_.job_finished(kSucceeded, job->started_at ? (*job->finished_at - *job->started_at) / 1000.0 : -1);
+  metrics_.job_finished(*job);
   return json_response(200, job_json(*job));
 }
 
@@ -217,7 +217,7 @@ Response Service::fail(Request& r) {
   if (Status ok = f.finish(); !ok.is_ok()) return problem(ok, r.path, 422);
   auto job = store_->fail_job(r.params["id"], fence.worker, fence.attempt, reason, now_ms());
   if (!job.is_ok()) return problem(job.status(), r.path);
-  metrics_.job_finished(kFailed, job->started_at ? (*job->finished_at - *job->started_at) / 1000.0 : -1);
+  metrics_.job_finished(*job);
   return json_response(200, job_json(*job));
 }
 

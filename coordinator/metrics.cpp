@@ -57,9 +57,15 @@ void CoordinatorMetrics::observe_request(const std::string& route, const std::st
 
 void CoordinatorMetrics::jobs_submitted(int64_t n) { submissions_.Increment(static_cast<double>(n)); }
 
-void CoordinatorMetrics::job_finished(const std::string& status, double seconds_running) {
+void CoordinatorMetrics::job_finished(const std::string& status, std::optional<double> seconds_running) {
   finished_.Add({{"status", status}}).Increment();
-  if (seconds_running >= 0) job_seconds_.Observe(seconds_running);
+  if (seconds_running) job_seconds_.Observe(*seconds_running);
+}
+
+void CoordinatorMetrics::job_finished(const JobRecord& job) {
+  std::optional<double> seconds;
+  if (job.started_at && job.finished_at) seconds = (*job.finished_at - *job.started_at) / 1000.0;
+  job_finished(job.status, seconds);
 }
 
 void CoordinatorMetrics::queue_wait(double seconds) { queue_wait_seconds_.Observe(seconds); }

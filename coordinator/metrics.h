@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,8 @@
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+
+#include "coordinator/store.h"
 
 namespace bitfleet::coordinator {
 
@@ -30,7 +33,9 @@ class CoordinatorMetrics {
 
   void observe_request(const std::string& route, const std::string& method, int status, double seconds);
   void jobs_submitted(int64_t n);
-  void job_finished(const std::string& status, double seconds_running);
+  // A job reached a final state: counted by status, and its running time observed when it ran.
+  void job_finished(const std::string& status, std::optional<double> seconds_running);
+  void job_finished(const JobRecord& job);  // the running time from started_at to finished_at
   void queue_wait(double seconds);
   void lease_expired(bool requeued);
 

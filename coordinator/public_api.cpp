@@ -257,7 +257,7 @@ Response Service::cancel_job(Request& r, const Caller& c) {
   if (!*job) return problem(404, "", "no job " + r.params["id"], "id", r.path);
   auto cancelled = store_->cancel_job((*job)->id, now_ms());
   if (!cancelled.is_ok()) return problem(cancelled.status(), r.path);
-  metrics_.job_finished(kCancelled, cancelled->started_at ? (*cancelled->finished_at - *cancelled->started_at) / 1000.0 : -1);
+  metrics_.job_finished(*cancelled);
   return json_response(200, job_json(*cancelled));
 }
 

@@ -147,7 +147,10 @@ void Service::sweep() {
   }
   for (const auto& e : *expired) {
     metrics_.lease_expired(e.requeued);
-    if (!e.requeued) metrics_.job_finished(kFailed, e.started_at ? (now_ms() - *e.started_at) / 1000.0 : -1);
+    if (!e.requeued) {
+      metrics_.job_finished(kFailed, e.started_at ? std::optional<double>((now_ms() - *e.started_at) / 1000.0)
+                                                  : std::nullopt);
+    }
     BITFLEET_LOG(kWarning) << "lease of " << e.job_id << " expired; " << (e.requeued ? "requeued" : "failed");
   }
 }

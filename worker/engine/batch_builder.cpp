@@ -8,14 +8,27 @@ namespace bitfleet::engine {
 
 using common::TaskType;
 
+namespace {
+
+template <typename T>
+at::Tensor upload_as(std::span<const T> values, at::ScalarType dtype, c10::Device device) {
+  const bool gpu = device.is_cuda();
+  at::Tensor t = at::empty({static_cast<int64_t>(values.size())}, at::TensorOptions().dtype(dtype).pinned_memory(gpu));
+  std::copy(values.begin(), values.end(), static_cast<T*>(t.data_ptr()));
+  return gpu ? t.to(device, /*non_blocking=*/true) : t;
+}
+
+}  // namespace
+
+at::Tensor upload(std::span<const int64_t> values, c10::Device device) { return upload_as(values, at::kLong, device); }
+at::Tensor upload(std::span<const float> values, c10::Device device) { return upload_as(values, at::kFloat, device); }
+at::Tensor upload(std::span<const uint8_t> values, c10::Device device) { return upload_as(values, at::kByte, device); }
+
 BatchBuilder::BatchBuilder(const BackboneConfig& config, c10::Device device, int32_t pad_id)
     : config_(config), device_(device), pad_id_(pad_id) {}
 
 Batch BatchBuilder::build(const std::vector<SegmentInput>& segments) {
   const bool roberta = config_.architecture == Architecture::kRoberta;
-  const bool gpu = device_.is_cuda();
-  auto host = at::TensorOptions().pinned_memory(gpu);
-
   ids_.clear();
   types_.clear();
   positions_.clear();
@@ -83,19 +96,13 @@ Batch BatchBuilder::build(const std::vector<SegmentInput>& segments) {
   batch.rows = padded;
 
   // One host buffer and one asynchronous copy per kind of input, whatever the number of segments.
-  auto upload = [&](const auto& v, at::ScalarType dtype) {
-    using T = typename std::decay_t<decltype(v)>::value_type;
-    at::Tensor t = at::empty({static_cast<int64_t>(v.size())}, host.dtype(dtype));
-    std::copy(v.begin(), v.end(), static_cast<T*>(t.data_ptr()));
-    return gpu ? t.to(device_, /*non_blocking=*/true) : t;
-  };
-  batch.input_ids = upload(ids_, at::kLong);
-  batch.token_type_ids = upload(types_, at::kLong);
-  batch.position_ids = upload(positions_, at::kLong);
-  batch.row_slots = upload(slots_, at::kLong);
-  batch.first_rows = upload(first_rows_, at::kLong);
-  at::Tensor masks = upload(masks_, at::kByte).to(at::kBool);
-  at::Tensor long_labels = upload(long_labels_, at::kLong), float_labels = upload(float_labels_, at::kFloat);
+  batch.input_ids = upload(ids_, device_);
+  batch.token_type_ids = upload(types_, device_);
+  batch.position_ids = upload(positions_, device_);
+  batch.row_slots = upload(slots_, device_);
+  batch.first_rows = upload(first_rows_, device_);
+  at::Tensor masks = upload(masks_, device_).to(at::kBool);
+  at::Tensor long_labels = upload(long_labels_, device_), float_labels = upload(float_labels_, device_);
   for (size_t i = 0; i < segments.size(); ++i) {
     BatchSegment& seg = batch.segments[i];
     const int64_t cells = seg.examples * seg.seq_len;

@@ -37,6 +37,13 @@ struct SegmentInput {
   bool with_labels = true;
 };
 
+// Host values as a 1-D tensor on `device` (int64, float32, uint8). On a GPU through pinned memory
+// and an asynchronous copy: a copy from pageable memory synchronises the stream, which would stop
+// the host from running ahead of the GPU.
+at::Tensor upload(std::span<const int64_t> values, c10::Device device);
+at::Tensor upload(std::span<const float> values, c10::Device device);
+at::Tensor upload(std::span<const uint8_t> values, c10::Device device);
+
 class BatchBuilder {
  public:
   BatchBuilder(const BackboneConfig& config, c10::Device device, int32_t pad_id);

@@ -173,12 +173,17 @@ const at::Tensor& BitFitModel::table(BiasKind kind, int layer) const {
   return tables_[static_cast<int>(kind)][table_layer(kind, layer)];
 }
 
-// CPU: the rows gathered from the table (an embedding lookup, fast on the strided table view,
-// whose backward adds each row's gradient into its slot's row in row order). GPU: a rank-S GEMM.
+// The CPU path's bias rows: an embedding lookup (fast on the strided table view, and its backward
+// adds each row's gradient into its slot's row in row order), in the compute dtype.
+at::Tensor BitFitModel::gathered(const at::Tensor& t, const RowSlots& slots) const {
+  at::Tensor rows = at::embedding(t, slots.index);
+  return rows.scalar_type() == compute_dtype_ ? rows : rows.to(compute_dtype_);
+}
+
+// GPU: a rank-S GEMM; CPU: the gathered rows.
 at::Tensor BitFitModel::add_table_rows(at::Tensor x, const at::Tensor& t, const RowSlots& slots) const {
   if (onehot_bias_) return x.addmm_(slots.onehot, t.to(compute_dtype_));
-  at::Tensor rows = at::embedding(t, slots.index);
-  return x.add_(rows.scalar_type() == compute_dtype_ ? rows : rows.to(compute_dtype_));
+  return x.add_(gathered(t, slots));
 }
 
 // y = x · Wᵀ + B[slot of row]. On the CPU the gathered bias is the GEMM's accumulator (addmm,
@@ -188,8 +193,7 @@ at::Tensor BitFitModel::linear(const at::Tensor& x, const at::Tensor& w, BiasKin
   const at::Tensor& t = table(kind, layer);
   if (!t.defined()) return at::linear(x, w, shared_bias);
   if (onehot_bias_) return add_table_rows(at::mm(x, w.t()), t, slots);
-  at::Tensor rows = at::embedding(t, slots.index);
-  return at::addmm(rows.scalar_type() == compute_dtype_ ? rows : rows.to(compute_dtype_), x, w.t());
+  return at::addmm(gathered(t, slots), x, w.t());
 }
 
 at::Tensor BitFitModel::layer_norm(const at::Tensor& x, const at::Tensor& gamma, BiasKind kind, int layer,

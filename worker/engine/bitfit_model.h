@@ -96,6 +96,7 @@ class BitFitModel {
   };
   RowSlots row_slots(const at::Tensor& index) const;
   const at::Tensor& table(common::BiasKind kind, int layer) const;
+  at::Tensor gathered(const at::Tensor& table, const RowSlots& slots) const;
   // x += B[slot of row], in place; x is a fresh intermediate autograd does not save.
   at::Tensor add_table_rows(at::Tensor x, const at::Tensor& table, const RowSlots& slots) const;
   at::Tensor linear(const at::Tensor& x, const at::Tensor& w, common::BiasKind kind, int layer,

@@ -35,23 +35,10 @@ void* compute_stream(const at::Tensor& on) {
   return nullptr;
 }
 
-// Host values to `like`'s device. On a GPU through pinned memory and an asynchronous copy: a copy
-// from pageable memory synchronises the stream, which would stop the host from running ahead.
-template <typename T>
-at::Tensor to_device_of(const std::vector<T>& values, at::ScalarType dtype, const at::Tensor& like) {
-  const bool gpu = like.is_cuda();
-  at::Tensor t = at::empty({static_cast<int64_t>(values.size())}, at::TensorOptions().dtype(dtype).pinned_memory(gpu));
-  if (dtype == at::kFloat) {
-    std::copy(values.begin(), values.end(), t.data_ptr<float>());
-  } else {
-    std::copy(values.begin(), values.end(), t.data_ptr<int64_t>());
-  }
-  return gpu ? t.to(like.device(), /*non_blocking=*/true) : t;
-}
-
 // A host vector of doubles as a [n, 1] float tensor on `like`'s device: per-row scalars.
 at::Tensor column(const std::vector<double>& values, const at::Tensor& like) {
-  return to_device_of(values, at::kFloat, like).view({-1, 1});
+  const std::vector<float> floats(values.begin(), values.end());
+  return upload(floats, like.device()).view({-1, 1});
 }
 
 int64_t labelled_tokens(const text::Example& e) {
@@ -300,7 +287,7 @@ Result<StepReport> Trainer::step() {
     for (const auto& loss : out.losses) losses.push_back(loss.detach().to(at::kFloat));
     const std::vector<int64_t> loss_rows(forward_slots.begin() + static_cast<std::ptrdiff_t>(first),
                                          forward_slots.begin() + static_cast<std::ptrdiff_t>(last));
-    grads.select(1, layout.loss_offset()).index_copy_(0, to_device_of(loss_rows, at::kLong, grads), at::stack(losses));
+    grads.select(1, layout.loss_offset()).index_copy_(0, upload(loss_rows, grads.device()), at::stack(losses));
     first = last;
   }
   at::NoGradGuard no_grad;
@@ -312,7 +299,7 @@ Result<StepReport> Trainer::step() {
   report.allreduce_bytes = prefix_rows * layout.row_size() * 4;
 
   // 4. Per slot: mask, norm, finiteness; then clipping and AdamW for the slots that may update.
-  at::Tensor idx = to_device_of(std::vector<int64_t>(active.begin(), active.end()), at::kLong, grads);
+  at::Tensor idx = upload(std::vector<int64_t>(active.begin(), active.end()), grads.device());
   at::Tensor g = grads.index_select(0, idx) * mask_.index_select(0, idx);
   at::Tensor summary = at::stack({g.norm(2, {1}), grads.index_select(0, idx).select(1, layout.loss_offset())}, 1).to(at::kCPU);
   std::vector<int64_t> update_rows;
@@ -340,7 +327,7 @@ Result<StepReport> Trainer::step() {
   if (!update_rows.empty()) {
     // AdamW as torch.optim.AdamW computes it, for all updating slots at once; rows that a job
     // does not train have zero gradient and mask 0, so they never move.
-    at::Tensor rows_in_active = to_device_of(update_rows, at::kLong, grads);
+    at::Tensor rows_in_active = upload(update_rows, grads.device());
     at::Tensor slots_idx = idx.index_select(0, rows_in_active);
     at::Tensor mask = mask_.index_select(0, slots_idx);
     at::Tensor grad = g.index_select(0, rows_in_active).mul_(column(clip, g));
@@ -433,8 +420,7 @@ Result<Metrics> Trainer::evaluate(int slot) {
       }
     }
     if (sources.empty()) continue;
-    auto on_device = [&](const std::vector<int64_t>& v) { return at::tensor(v, at::kLong).to(device); };
-    predictions.index_copy_(0, on_device(targets), values.index_select(0, on_device(sources)));
+    predictions.index_copy_(0, upload(targets, device), values.index_select(0, upload(sources, device)));
   }
   BITFLEET_RETURN_IF_ERROR(comm_.all_reduce_sum(predictions.data_ptr<float>(), static_cast<size_t>(predictions.numel()),
                                                 compute_stream(predictions)));

@@ -23,7 +23,6 @@ import subprocess
 import sys
 import textwrap
 import unittest
-import urllib.request
 
 import requests
 import yaml
@@ -64,17 +63,7 @@ def referenced_metrics(expr):
     return out
 
 
-class DeployTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = lib.TempDir()
-        cls.dir = cls.tmp.__enter__()
-        cls.backbone = trainlib.random_backbone(cls.dir)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.__exit__(None, None, None)
-
+class DeployTest(trainlib.BackboneTestCase):
     def start_coordinator(self, name, **kw):
         c = coordlib.Coordinator(os.path.join(self.dir, name), **kw).start()
         self.addCleanup(c.stop)
@@ -146,27 +135,16 @@ class DeployTest(unittest.TestCase):
         config_path = os.path.join(self.dir, "prometheus.yml")
         with open(config_path, "w") as f:
             yaml.safe_dump(config, f)
-        web = fleetlib.free_port()
-        proc = subprocess.Popen([PROMETHEUS, f"--config.file={config_path}", f"--web.listen-address=127.0.0.1:{web}",
-                                 f"--storage.tsdb.path={os.path.join(self.dir, 'tsdb')}"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.addCleanup(proc.kill)
+        prometheus = fleetlib.Prometheus(PROMETHEUS, config_path, os.path.join(self.dir, "tsdb"))
+        self.addCleanup(prometheus.stop)
 
-        def query(expr):
-            url = f"http://127.0.0.1:{web}/api/v1/query?query=" + urllib.request.quote(expr)
-            try:
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    return json.load(r)
-            except OSError as e:
-                return {"status": "unreachable", "error": str(e)}
-
-        up = fleetlib.wait_for(lambda: len(query("up == 1").get("data", {}).get("result", [])) == 3 and query("up"), 60,
+        up = fleetlib.wait_for(lambda: len(prometheus.result("up == 1")) == 3 and prometheus.result("up"), 60,
                                "Prometheus to scrape the coordinator and both ranks")
-        self.assertEqual({r["metric"]["job"] for r in up["data"]["result"]}, {"bitfleet-coordinator", "bitfleet-worker"})
+        self.assertEqual({r["metric"]["job"] for r in up}, {"bitfleet-coordinator", "bitfleet-worker"})
         for title, expr in self.dashboard_exprs() + self.alert_exprs():
-            answer = query(expr)
+            answer = prometheus.query(expr)
             self.assertEqual(answer["status"], "success", f"{title}: {expr}: {answer}")
-        jobs = query("sum by (status) (bitfleet_jobs)")["data"]["result"]
+        jobs = prometheus.result("sum by (status) (bitfleet_jobs)")
         self.assertEqual({r["metric"]["status"]: r["value"][1] for r in jobs}["succeeded"], "1")
 
     # --- Slurm ---------------------------------------------------------------------------------------

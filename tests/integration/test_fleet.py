@@ -12,18 +12,14 @@
 - SIGTERM: the group checkpoints, gives its leases back, and leaves cleanly;
 - a real Prometheus scrapes the coordinator and both groups and answers queries for their series.
 """
-import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import unittest
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "pylib"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
-import bitfleet_testlib as lib  # noqa: E402
 import coordlib  # noqa: E402
 import fleetlib  # noqa: E402
 import taskgen  # noqa: E402
@@ -32,17 +28,11 @@ import trainlib  # noqa: E402
 TASKS = ["sentiment", "pairs", "scores", "tagging", "topic"]
 
 
-class FleetTest(unittest.TestCase):
+class FleetTest(trainlib.BackboneTestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = lib.TempDir()
-        cls.dir = cls.tmp.__enter__()
-        cls.backbone = trainlib.random_backbone(cls.dir)
+        super().setUpClass()
         cls.backbone_name = os.path.basename(cls.backbone)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.__exit__(None, None, None)
 
     def start_coordinator(self, name, lease_seconds=4):
         c = coordlib.Coordinator(os.path.join(self.dir, name), lease_seconds=lease_seconds).start()
@@ -237,22 +227,12 @@ class FleetTest(unittest.TestCase):
         files = fleetlib.upload_tasks(client, os.path.join(self.dir), ["sentiment"], n_train=48, n_dev=16)
         self.wait_done(client, self.submit(client, [fleetlib.job_request(files, "sentiment", self.backbone_name, seed=s)
                                                     for s in range(4)]))
-        web = fleetlib.free_port()
         config = fleetlib.prometheus_config(os.path.join(self.dir, "prometheus.yml"), {
             "bitfleet-coordinator": [f"127.0.0.1:{c.port}"],
             "bitfleet-worker": [f"127.0.0.1:{p + r}" for p in ports for r in range(2)]})
-        proc = subprocess.Popen([prometheus, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{web}",
-                                 f"--storage.tsdb.path={os.path.join(self.dir, 'tsdb')}"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self.addCleanup(proc.kill)
-
-        def query(expr):
-            url = f"http://127.0.0.1:{web}/api/v1/query?query=" + urllib.request.quote(expr)
-            try:
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    return json.load(r)["data"]["result"]
-            except OSError:
-                return []
+        server = fleetlib.Prometheus(prometheus, config, os.path.join(self.dir, "tsdb"))
+        self.addCleanup(server.stop)
+        query = server.result
 
         steps = fleetlib.wait_for(lambda: len(query("bitfleet_worker_steps_total")) == 4 and
                                   query("bitfleet_worker_steps_total"), 60, "Prometheus to scrape all four ranks")

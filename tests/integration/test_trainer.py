@@ -24,17 +24,7 @@ def assert_tensors_equal(test, a, b, tolerance=0.0, what=""):
         test.assertLessEqual(diff, tolerance, f"{what}: {name} differs by {diff:.3e}")
 
 
-class TrainerTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = lib.TempDir()
-        cls.dir = cls.tmp.__enter__()
-        cls.backbone = trainlib.random_backbone(cls.dir)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.tmp.__exit__(None, None, None)
-
+class TrainerTest(trainlib.BackboneTestCase):
     def four_jobs(self, **hyper):
         return [trainlib.job(self.dir, "sentiment", "sentiment", seed=1, **hyper),
                 trainlib.job(self.dir, "pairs", "pairs", seed=2, **hyper),

@@ -88,7 +88,7 @@ class GpuStepParityTest(unittest.TestCase):
                      "--out", os.path.join(tmp, "out.safetensors")])
             out = load_file(os.path.join(tmp, "out.safetensors"))
 
-        def run_reference(m, device, dtype, autocast, seg, slot):
+        def run_reference(m, device, autocast, seg, slot):
             """Logits and trainable gradients of one segment, its head swapped in."""
             rows = seg["examples"]
             with torch.no_grad():
@@ -115,8 +115,8 @@ class GpuStepParityTest(unittest.TestCase):
         reference = trainable(model.double())
 
         for i, (seg, (slot, _, _)) in enumerate(zip(spec["segments"], self.SEGMENTS)):
-            want_logits, want_grads = run_reference(reference, "cpu", torch.float64, False, seg, slot)
-            ac_logits, ac_grads = run_reference(autocast_model, "cuda", torch.float32, True, seg, slot)
+            want_logits, want_grads = run_reference(reference, "cpu", False, seg, slot)
+            ac_logits, ac_grads = run_reference(autocast_model, "cuda", True, seg, slot)
             got_logits = out[f"logits/{i}"]
             names = sorted(want_grads)
             prefix = f"grad/slot{slot}/"

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 
 import bitfleet_testlib as lib
 import trainlib
@@ -128,6 +129,34 @@ def job_request(files, name, backbone, **hyper):
     h.update(hyper)
     return {"backbone": backbone, "train_file": train, "validation_file": dev, "task": task, "hyperparameters": h,
             "metadata": {"task": name}}
+
+
+class Prometheus:
+    """A Prometheus server on a free loopback port for one test; stop() kills it."""
+
+    def __init__(self, binary, config_path, data_dir):
+        self.port = free_port()
+        self.proc = subprocess.Popen([binary, f"--config.file={config_path}",
+                                      f"--web.listen-address=127.0.0.1:{self.port}",
+                                      f"--storage.tsdb.path={data_dir}"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def query(self, expr):
+        """The HTTP API's whole answer, or {"status": "unreachable", ...} while it is not up."""
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?query=" + urllib.request.quote(expr)
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return json.load(r)
+        except OSError as e:
+            return {"status": "unreachable", "error": str(e)}
+
+    def result(self, expr):
+        """The query's series ([] while it is not up)."""
+        return self.query(expr).get("data", {}).get("result", [])
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
 
 
 def prometheus_config(path, targets, interval="1s"):

@@ -2,11 +2,26 @@
 runs, and artifacts read back as tensors."""
 import json
 import os
+import unittest
 
 import bitfleet_testlib as lib
 import taskgen
 from safetensors import safe_open
 from safetensors.torch import load_file
+
+
+class BackboneTestCase(unittest.TestCase):
+    """A test class's temporary directory (`dir`) and random backbone (`backbone`), made once."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = lib.TempDir()
+        cls.dir = cls.tmp.__enter__()
+        cls.backbone = random_backbone(cls.dir)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tmp.__exit__(None, None, None)
 
 
 def random_backbone(directory, arch="bert", layers=2, hidden=64, heads=4, intermediate=128, vocab=1000, seed=5):

@@ -1,5 +1,6 @@
 #include "common/json_fields.h"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -19,10 +20,38 @@ std::string describe_range(const NumberRange& r) {
   return out;
 }
 
+// A short rendering of a value for an error message. Containers are described, not dumped: a
+// user's value may be large, and dumping it would cost its size for a 60-byte message.
 std::string abbreviate(const nlohmann::json& value) {
-  std::string dumped = value.dump();
+  if (value.is_array()) return "an array of " + std::to_string(value.size()) + " items";
+  if (value.is_object()) return "an object of " + std::to_string(value.size()) + " members";
+  std::string dumped = value.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   if (dumped.size() > 60) dumped = dumped.substr(0, 57) + "...";
   return dumped;
+}
+
+// The deepest nesting of arrays and objects in `text`, scanning no further than one level past
+// `limit` (strings skipped, escapes honoured). Iterative: the input cannot make it recurse.
+size_t nesting_depth(std::string_view text, size_t limit) {
+  size_t depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+      if (deepest > limit) return deepest;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
 }
 
 }  // namespace
@@ -42,12 +71,20 @@ std::string json_type_name(const nlohmann::json& value) {
 }
 
 Result<nlohmann::json> parse_json(std::string_view text, std::string_view what) {
+  // Deep nesting is refused before parsing: nlohmann's dump() and destructor recurse per level,
+  // so a 120 KB body of 60,000 nested arrays would overflow a handler thread's stack later.
+  if (nesting_depth(text, kMaxJsonDepth) > kMaxJsonDepth) {
+    return invalid_argument(std::string(what) + " nests arrays and objects more than " +
+                            std::to_string(kMaxJsonDepth) + " levels deep");
+  }
   try {
     return nlohmann::json::parse(text.begin(), text.end());
   } catch (const nlohmann::json::parse_error& e) {
-    std::string message(what);
-    message += " is not valid JSON (byte " + std::to_string(e.byte) + ")";
-    return invalid_argument(std::move(message));
+    return invalid_argument(std::string(what) + " is not valid JSON (byte " + std::to_string(e.byte) + ")");
+  } catch (const nlohmann::json::exception& e) {
+    // out_of_range: a number beyond a double's range (1e400); the message names no byte.
+    std::string reason = e.id == 406 ? "a number is out of range" : "it cannot be represented";
+    return invalid_argument(std::string(what) + " is not valid JSON: " + reason);
   }
 }
 
@@ -124,6 +161,10 @@ int64_t JsonFields::integer(std::string_view key, int64_t min, int64_t max,
       return fallback.value_or(min);
     }
     value = static_cast<int64_t>(u);
+  } else if (v->is_number_float() && std::isfinite(v->get<double>()) &&
+             v->get<double>() == std::trunc(v->get<double>()) && std::fabs(v->get<double>()) < 9.0e18) {
+    // JSON has one number type: 2.0 is the integer 2 (as JSON Schema's "integer" says).
+    value = static_cast<int64_t>(v->get<double>());
   } else {
     fail(key, "must be " + allowed + ", got " + json_type_name(*v) + " " + abbreviate(*v));
     return fallback.value_or(min);

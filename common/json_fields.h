@@ -75,7 +75,13 @@ class JsonFields {
 // Describes a JSON value's type for messages: "a string", "an integer", "null".
 std::string json_type_name(const nlohmann::json& value);
 
+// The deepest nesting of arrays and objects that parse_json accepts. Every JSON input from outside
+// (request bodies, worker reports, JSONL records) passes through parse_json.
+inline constexpr size_t kMaxJsonDepth = 64;
+
 // Parses `text` as JSON; the error names `what` (a file, "request body") and the byte offset.
+// Never throws: invalid syntax, numbers out of range and nesting deeper than kMaxJsonDepth are
+// all invalid_argument.
 Result<nlohmann::json> parse_json(std::string_view text, std::string_view what);
 
 }  // namespace bitfleet::common

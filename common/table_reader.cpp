@@ -1,7 +1,12 @@
 #include "common/table_reader.h"
 
 #include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <functional>
 #include <set>
+
+#include "common/json_fields.h"
 
 namespace bitfleet::common {
 namespace {
@@ -14,22 +19,108 @@ bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
-// Splits content into lines (without "\n" or a trailing "\r"), numbering from 1.
-template <typename F>
-void for_each_line(std::string_view content, F&& f) {
-  int64_t number = 0;
-  size_t start = 0;
-  while (start < content.size()) {
-    size_t end = content.find('\n', start);
-    if (end == std::string_view::npos) end = content.size();
-    std::string_view line = content.substr(start, end - start);
+// Lines of a dataset, numbered from 1, without "\n" or a trailing "\r"; a leading UTF-8 BOM is
+// dropped and every line is checked to be UTF-8 (no sequence spans a '\n', so per line is exact).
+class LineSource {
+ public:
+  explicit LineSource(std::string name) : name_(std::move(name)) {}
+  virtual ~LineSource() = default;
+  // The next line, or false at the end or on an error (then status() says which).
+  bool next(std::string_view& line) {
+    if (!status_.is_ok() || !raw_next(line)) return false;
+    ++number_;
+    const uint64_t line_offset = offset_;
+    offset_ += line.size() + 1;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (!f(++number, line)) return;
-    start = end + 1;
+    if (number_ == 1 && line.substr(0, 3) == "\xEF\xBB\xBF") line.remove_prefix(3);
+    if (size_t bad = first_invalid_utf8(line); bad != std::string_view::npos) {
+      status_ = bad_record(name_, number_, "not valid UTF-8 (byte " + std::to_string(line_offset + bad) + ")");
+      return false;
+    }
+    return true;
   }
-}
+  int64_t number() const { return number_; }
+  const Status& status() const { return status_; }
+
+ protected:
+  // The next raw line without its '\n'; false at the end or after setting status_.
+  virtual bool raw_next(std::string_view& line) = 0;
+  std::string name_;
+  Status status_;
+
+ private:
+  int64_t number_ = 0;
+  uint64_t offset_ = 0;
+};
+
+class StringLines : public LineSource {
+ public:
+  StringLines(std::string_view content, std::string name) : LineSource(std::move(name)), content_(content) {}
+
+ private:
+  bool raw_next(std::string_view& line) override {
+    if (start_ >= content_.size()) return false;
+    size_t end = content_.find('\n', start_);
+    if (end == std::string_view::npos) end = content_.size();
+    line = content_.substr(start_, end - start_);
+    start_ = end + 1;
+    return true;
+  }
+  std::string_view content_;
+  size_t start_ = 0;
+};
+
+// Reads a file in 1 MiB chunks; a line may be at most kMaxRecordBytes.
+class FileLines : public LineSource {
+ public:
+  FileLines(const std::string& path, std::string name) : LineSource(std::move(name)), in_(path, std::ios::binary) {
+    if (!in_) status_ = io_error("cannot open " + path);
+  }
+
+ private:
+  bool raw_next(std::string_view& line) override {
+    while (true) {
+      size_t end = buffer_.find('\n', start_);
+      if (end != std::string::npos) {
+        line = std::string_view(buffer_).substr(start_, end - start_);
+        start_ = end + 1;
+        return true;
+      }
+      if (buffer_.size() - start_ > kMaxRecordBytes) {
+        status_ = bad_record(name_, number() + 1, "a line longer than " + std::to_string(kMaxRecordBytes) + " bytes");
+        return false;
+      }
+      if (in_.eof()) {
+        if (start_ >= buffer_.size()) return false;
+        line = std::string_view(buffer_).substr(start_);
+        start_ = buffer_.size();
+        return true;
+      }
+      buffer_.erase(0, start_);
+      start_ = 0;
+      const size_t kept = buffer_.size();
+      buffer_.resize(kept + kChunk);
+      in_.read(buffer_.data() + kept, static_cast<std::streamsize>(kChunk));
+      buffer_.resize(kept + static_cast<size_t>(in_.gcount()));
+      if (in_.bad()) {
+        status_ = io_error(name_ + ": read error");
+        return false;
+      }
+    }
+  }
+  static constexpr size_t kChunk = 1u << 20;
+  std::ifstream in_;
+  std::string buffer_;
+  size_t start_ = 0;
+};
+
+using RecordSink = std::function<void(TableRecord&&)>;
 
 Status check_header(const std::vector<std::string>& columns, const std::string& name) {
+  if (columns.size() > kMaxColumns) {
+    return bad_record(name, 1, "the header has " + std::to_string(columns.size()) + " columns; at most " +
+                                   std::to_string(kMaxColumns) + " are allowed");
+  }
   std::set<std::string> seen;
   for (size_t i = 0; i < columns.size(); ++i) {
     if (columns[i].empty()) return bad_record(name, 1, "header column " + std::to_string(i) + " has no name");
@@ -38,12 +129,11 @@ Status check_header(const std::vector<std::string>& columns, const std::string& 
   return Status::ok();
 }
 
-Result<Table> read_tsv(std::string_view content, const std::string& name) {
-  Table t{name, TableFormat::kTsv, {}, {}};
-  Status error;
+Status scan_tsv(LineSource& lines, const std::string& name, std::vector<std::string>& columns, const RecordSink& sink) {
   bool header_done = false;
-  for_each_line(content, [&](int64_t number, std::string_view line) {
-    if (line.empty()) return true;
+  std::string_view line;
+  while (lines.next(line)) {
+    if (line.empty()) continue;
     std::vector<std::string> fields;
     size_t start = 0;
     while (true) {
@@ -53,51 +143,47 @@ Result<Table> read_tsv(std::string_view content, const std::string& name) {
       start = tab + 1;
     }
     if (!header_done) {
-      t.columns = std::move(fields);
+      columns = std::move(fields);
       header_done = true;
-      error = check_header(t.columns, name);
-      return error.is_ok();
+      BITFLEET_RETURN_IF_ERROR(check_header(columns, name));
+      continue;
     }
-    if (fields.size() != t.columns.size()) {
-      error = bad_record(name, number, "expected " + std::to_string(t.columns.size()) + " tab-separated fields (" +
-                                           "as the header has), got " + std::to_string(fields.size()));
-      return false;
+    if (fields.size() != columns.size()) {
+      return bad_record(name, lines.number(), "expected " + std::to_string(columns.size()) +
+                                                  " tab-separated fields (as the header has), got " +
+                                                  std::to_string(fields.size()));
     }
-    TableRecord r{number, nlohmann::json::object()};
-    for (size_t i = 0; i < fields.size(); ++i) r.values[t.columns[i]] = std::move(fields[i]);
-    t.records.push_back(std::move(r));
-    return true;
-  });
-  BITFLEET_RETURN_IF_ERROR(error);
+    TableRecord r{lines.number(), nlohmann::json::object()};
+    for (size_t i = 0; i < fields.size(); ++i) r.values[columns[i]] = std::move(fields[i]);
+    sink(std::move(r));
+  }
+  BITFLEET_RETURN_IF_ERROR(lines.status());
   if (!header_done) return invalid_argument(name + ": empty file (a TSV needs a header line)");
-  return t;
+  return Status::ok();
 }
 
-Result<Table> read_csv(std::string_view content, const std::string& name) {
-  Table t{name, TableFormat::kCsv, {}, {}};
-  int64_t line = 1;
+// The records in `text`, whose first line is `line`: RFC 4180 fields separated by ',', records
+// ended by a newline outside quotes. `text` holds whole records only (see scan_csv).
+Status parse_csv_text(std::string_view text, int64_t line, const std::string& name, bool& header_done,
+                      std::vector<std::string>& columns, const RecordSink& sink) {
   size_t i = 0;
-  bool header_done = false;
-  while (i < content.size()) {
-    // One record: fields separated by ',', ended by a newline outside quotes.
+  while (i < text.size()) {
     const int64_t record_line = line;
     std::vector<std::string> fields;
     std::string field;
     bool quoted_field = false;
     bool at_field_start = true;
     bool ended = false;
-    while (i < content.size() && !ended) {
-      char c = content[i];
+    while (i < text.size() && !ended) {
+      char c = text[i];
       if (at_field_start && c == '"') {
         quoted_field = true;
         at_field_start = false;
         ++i;
         while (true) {
-          if (i >= content.size()) {
-            return bad_record(name, record_line, "a quoted field is never closed");
-          }
-          if (content[i] == '"') {
-            if (i + 1 < content.size() && content[i + 1] == '"') {
+          if (i >= text.size()) return bad_record(name, record_line, "a quoted field is never closed");
+          if (text[i] == '"') {
+            if (i + 1 < text.size() && text[i + 1] == '"') {
               field.push_back('"');
               i += 2;
               continue;
@@ -105,11 +191,11 @@ Result<Table> read_csv(std::string_view content, const std::string& name) {
             ++i;
             break;
           }
-          if (content[i] == '\n') ++line;
-          field.push_back(content[i++]);
+          if (text[i] == '\n') ++line;
+          field.push_back(text[i++]);
         }
-        if (i < content.size() && content[i] != ',' && content[i] != '\n' && content[i] != '\r') {
-          return bad_record(name, line, "a quoted field is followed by '" + std::string(1, content[i]) +
+        if (i < text.size() && text[i] != ',' && text[i] != '\n' && text[i] != '\r') {
+          return bad_record(name, line, "a quoted field is followed by '" + std::string(1, text[i]) +
                                             "' instead of ',' or the end of the line");
         }
         continue;
@@ -122,7 +208,7 @@ Result<Table> read_csv(std::string_view content, const std::string& name) {
         at_field_start = true;
         ++i;
       } else if (c == '\n' || c == '\r') {
-        if (c == '\r' && i + 1 < content.size() && content[i + 1] == '\n') ++i;
+        if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
         ++i;
         ++line;
         ended = true;
@@ -136,73 +222,87 @@ Result<Table> read_csv(std::string_view content, const std::string& name) {
     fields.push_back(std::move(field));
     if (fields.size() == 1 && fields[0].empty() && !quoted_field) continue;  // blank line
     if (!header_done) {
-      t.columns = std::move(fields);
+      columns = std::move(fields);
       header_done = true;
-      BITFLEET_RETURN_IF_ERROR(check_header(t.columns, name));
+      BITFLEET_RETURN_IF_ERROR(check_header(columns, name));
       continue;
     }
-    if (fields.size() != t.columns.size()) {
-      return bad_record(name, record_line, "expected " + std::to_string(t.columns.size()) +
+    if (fields.size() != columns.size()) {
+      return bad_record(name, record_line, "expected " + std::to_string(columns.size()) +
                                                " comma-separated fields (as the header has), got " +
                                                std::to_string(fields.size()));
     }
     TableRecord r{record_line, nlohmann::json::object()};
-    for (size_t k = 0; k < fields.size(); ++k) r.values[t.columns[k]] = std::move(fields[k]);
-    t.records.push_back(std::move(r));
+    for (size_t k = 0; k < fields.size(); ++k) r.values[columns[k]] = std::move(fields[k]);
+    sink(std::move(r));
+  }
+  return Status::ok();
+}
+
+// Lines are gathered until their quotes balance (RFC 4180 doubles a quote inside a quoted field,
+// so an odd count means a quoted newline is still open), then parsed as whole records.
+Status scan_csv(LineSource& lines, const std::string& name, std::vector<std::string>& columns, const RecordSink& sink) {
+  bool header_done = false;
+  std::string pending;
+  int64_t pending_line = 0;
+  size_t quotes = 0;
+  std::string_view line;
+  while (lines.next(line)) {
+    if (pending.empty() && quotes == 0) {
+      pending_line = lines.number();
+    } else {
+      pending.push_back('\n');
+    }
+    pending.append(line);
+    quotes += static_cast<size_t>(std::count(line.begin(), line.end(), '"'));
+    if (quotes % 2 == 1 && pending.size() <= kMaxRecordBytes) continue;
+    BITFLEET_RETURN_IF_ERROR(parse_csv_text(pending, pending_line, name, header_done, columns, sink));
+    if (quotes % 2 == 1) {
+      return bad_record(name, pending_line, "a record longer than " + std::to_string(kMaxRecordBytes) +
+                                                " bytes (is a quoted field never closed?)");
+    }
+    pending.clear();
+    quotes = 0;
+  }
+  BITFLEET_RETURN_IF_ERROR(lines.status());
+  if (!pending.empty() || quotes > 0) {
+    BITFLEET_RETURN_IF_ERROR(parse_csv_text(pending, pending_line, name, header_done, columns, sink));
   }
   if (!header_done) return invalid_argument(name + ": empty file (a CSV needs a header line)");
-  return t;
+  return Status::ok();
 }
 
-Result<Table> read_jsonl(std::string_view content, const std::string& name) {
-  Table t{name, TableFormat::kJsonl, {}, {}};
-  std::set<std::string> known;
-  Status error;
-  for_each_line(content, [&](int64_t number, std::string_view line) {
-    if (line.find_first_not_of(" \t") == std::string_view::npos) return true;
-    nlohmann::json value;
-    try {
-      value = nlohmann::json::parse(line.begin(), line.end());
-    } catch (const nlohmann::json::parse_error& e) {
-      error = bad_record(name, number, "not valid JSON (byte " + std::to_string(e.byte) + " of the line)");
-      return false;
+Status scan_jsonl(LineSource& lines, const std::string& name, std::vector<std::string>& columns,
+                  const RecordSink& sink) {
+  std::set<std::string, std::less<>> known;
+  std::string_view line;
+  while (lines.next(line)) {
+    if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
+    auto value = parse_json(line, "the line");
+    if (!value.is_ok()) return bad_record(name, lines.number(), value.status().message());
+    if (!value->is_object()) return bad_record(name, lines.number(), "a JSONL record must be a JSON object");
+    for (const auto& [key, v] : value->items()) {
+      if (known.contains(key)) continue;
+      if (known.size() == kMaxColumns) {
+        return bad_record(name, lines.number(), "the records name more than " + std::to_string(kMaxColumns) +
+                                                    " different fields");
+      }
+      known.insert(key);
+      columns.push_back(key);
     }
-    if (!value.is_object()) {
-      error = bad_record(name, number, "a JSONL record must be a JSON object");
-      return false;
-    }
-    for (const auto& [key, v] : value.items()) {
-      if (known.insert(key).second) t.columns.push_back(key);
-    }
-    t.records.push_back({number, std::move(value)});
-    return true;
-  });
-  BITFLEET_RETURN_IF_ERROR(error);
-  return t;
-}
-
-// The byte offset of the first malformed UTF-8 sequence, or npos.
-size_t first_invalid_utf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const auto b = static_cast<unsigned char>(s[i]);
-    if (b < 0x80) {
-      ++i;
-      continue;
-    }
-    int extra = (b & 0xE0) == 0xC0 ? 1 : (b & 0xF0) == 0xE0 ? 2 : (b & 0xF8) == 0xF0 ? 3 : -1;
-    if (extra < 0 || i + extra >= s.size()) return i;  // not a lead byte, or cut short
-    uint32_t c = b & (0x3F >> extra);
-    for (int k = 1; k <= extra; ++k) {
-      const auto n = static_cast<unsigned char>(s[i + k]);
-      if ((n & 0xC0) != 0x80) return i;
-      c = (c << 6) | (n & 0x3F);
-    }
-    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
-    if (c < kMin[extra] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return i;
-    i += extra + 1;
+    sink({lines.number(), std::move(value).value()});
   }
-  return std::string_view::npos;
+  return lines.status();
+}
+
+Status scan(LineSource& lines, TableFormat format, const std::string& name, std::vector<std::string>& columns,
+            const RecordSink& sink) {
+  switch (format) {
+    case TableFormat::kTsv: return scan_tsv(lines, name, columns, sink);
+    case TableFormat::kCsv: return scan_csv(lines, name, columns, sink);
+    case TableFormat::kJsonl: return scan_jsonl(lines, name, columns, sink);
+  }
+  return invalid_argument(name + ": unknown format");
 }
 
 }  // namespace
@@ -227,17 +327,41 @@ std::string_view table_format_name(TableFormat format) {
 }
 
 Result<Table> read_table(std::string_view content, TableFormat format, const std::string& name) {
-  if (content.size() >= 3 && content.substr(0, 3) == "\xEF\xBB\xBF") content.remove_prefix(3);  // a BOM
-  if (size_t bad = first_invalid_utf8(content); bad != std::string_view::npos) {
-    const int64_t line = 1 + std::count(content.begin(), content.begin() + static_cast<std::ptrdiff_t>(bad), '\n');
-    return invalid_argument(name + ":" + std::to_string(line) + ": not valid UTF-8 (byte " + std::to_string(bad) + ")");
+  Table t{name, format, {}, {}};
+  StringLines lines(content, name);
+  BITFLEET_RETURN_IF_ERROR(scan(lines, format, name, t.columns, [&t](TableRecord&& r) { t.records.push_back(std::move(r)); }));
+  return t;
+}
+
+Result<TableSummary> scan_table_file(const std::string& path, TableFormat format, const std::string& name) {
+  TableSummary summary;
+  FileLines lines(path, name);
+  BITFLEET_RETURN_IF_ERROR(lines.status());
+  BITFLEET_RETURN_IF_ERROR(scan(lines, format, name, summary.columns, [&summary](TableRecord&&) { ++summary.records; }));
+  return summary;
+}
+
+size_t first_invalid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto b = static_cast<unsigned char>(s[i]);
+    if (b < 0x80) {
+      ++i;
+      continue;
+    }
+    int extra = (b & 0xE0) == 0xC0 ? 1 : (b & 0xF0) == 0xE0 ? 2 : (b & 0xF8) == 0xF0 ? 3 : -1;
+    if (extra < 0 || i + extra >= s.size()) return i;  // not a lead byte, or cut short
+    uint32_t c = b & (0x3F >> extra);
+    for (int k = 1; k <= extra; ++k) {
+      const auto n = static_cast<unsigned char>(s[i + k]);
+      if ((n & 0xC0) != 0x80) return i;
+      c = (c << 6) | (n & 0x3F);
+    }
+    static constexpr uint32_t kMin[] = {0, 0x80, 0x800, 0x10000};
+    if (c < kMin[extra] || c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) return i;
+    i += extra + 1;
   }
-  switch (format) {
-    case TableFormat::kTsv: return read_tsv(content, name);
-    case TableFormat::kCsv: return read_csv(content, name);
-    case TableFormat::kJsonl: return read_jsonl(content, name);
-  }
-  return invalid_argument(name + ": unknown format");
+  return std::string_view::npos;
 }
 
 Result<std::string> resolve_column(const Table& table, const std::string& reference, const std::string& field) {
@@ -245,7 +369,8 @@ Result<std::string> resolve_column(const Table& table, const std::string& refere
   bool digits = !reference.empty() && reference.size() < 6 &&
                 std::all_of(reference.begin(), reference.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (digits && table.format != TableFormat::kJsonl) {
-    size_t index = std::stoul(reference);
+    size_t index = 0;
+    std::from_chars(reference.data(), reference.data() + reference.size(), index);  // <= 5 digits
     if (index < table.columns.size()) return table.columns[index];
   }
   std::string names;

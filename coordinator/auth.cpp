@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <cctype>
 #include <filesystem>
 #include <random>
 
@@ -57,8 +58,10 @@ Result<Auth> Auth::from_file(const std::string& path) {
       p.role = Role::kAdmin;
     } else if (role == "worker") {
       p.role = Role::kWorker;
+    } else if (role == "metrics") {
+      p.role = Role::kMetrics;
     } else if (role != "user") {
-      return invalid_argument(path + ": tokens[" + std::to_string(i) + "].role must be user, admin or worker");
+      return invalid_argument(path + ": tokens[" + std::to_string(i) + "].role must be user, admin, worker or metrics");
     }
     auth.by_digest_[net::sha256_hex(token)] = p;
   }
@@ -66,24 +69,30 @@ Result<Auth> Auth::from_file(const std::string& path) {
 }
 
 Result<Auth> Auth::default_tokens(const std::string& data_dir, std::string* created) {
-  bool made_admin = false, made_worker = false;
-  BITFLEET_ASSIGN_OR_RETURN(std::string admin, token_file(data_dir + "/admin.token", &made_admin));
-  BITFLEET_ASSIGN_OR_RETURN(std::string worker, token_file(data_dir + "/worker.token", &made_worker));
   Auth auth;
-  auth.by_digest_[net::sha256_hex(admin)] = {"default", Role::kAdmin};
-  auth.by_digest_[net::sha256_hex(worker)] = {"workers", Role::kWorker};
-  if (created != nullptr) {
-    created->clear();
-    if (made_admin) *created += data_dir + "/admin.token ";
-    if (made_worker) *created += data_dir + "/worker.token";
+  if (created != nullptr) created->clear();
+  for (auto [name, principal] : {std::pair<const char*, Principal>{"admin", {"default", Role::kAdmin}},
+                                 {"worker", {"workers", Role::kWorker}},
+                                 {"metrics", {"metrics", Role::kMetrics}}}) {
+    bool made = false;
+    const std::string path = data_dir + "/" + name + ".token";
+    BITFLEET_ASSIGN_OR_RETURN(std::string token, token_file(path, &made));
+    auth.by_digest_[net::sha256_hex(token)] = principal;
+    if (made && created != nullptr) *created += (created->empty() ? "" : " ") + path;
   }
   return auth;
 }
 
 std::optional<Principal> Auth::authenticate(std::string_view authorization) const {
-  constexpr std::string_view kBearer = "Bearer ";
-  if (authorization.size() <= kBearer.size() || authorization.substr(0, kBearer.size()) != kBearer) return std::nullopt;
-  auto it = by_digest_.find(net::sha256_hex(authorization.substr(kBearer.size())));
+  // The scheme is case-insensitive (RFC 9110, 11.1): "bearer" and "BEARER" are "Bearer".
+  constexpr std::string_view kBearer = "bearer ";
+  if (authorization.size() <= kBearer.size()) return std::nullopt;
+  for (size_t i = 0; i < kBearer.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(authorization[i])) != kBearer[i]) return std::nullopt;
+  }
+  std::string_view token = authorization.substr(kBearer.size());
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  auto it = by_digest_.find(net::sha256_hex(token));
   if (it == by_digest_.end()) return std::nullopt;
   return it->second;
 }

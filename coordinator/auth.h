@@ -3,11 +3,12 @@
 //   user    /v1 on its own tenant's files and jobs only
 //   admin   /v1 on every tenant's
 //   worker  /internal/v1 only (worker groups)
+//   metrics GET /metrics only (Prometheus); admin tokens may scrape too
 //
 // Tokens come from --auth-file ({"tokens": [{"token", "tenant", "role"}]}). Without one the
-// coordinator is still secure by default: at first start it writes a random admin token to
-// DATA_DIR/admin.token and a worker token to DATA_DIR/worker.token (mode 0600), and reuses them
-// afterwards. Tokens are kept and compared as SHA-256 digests.
+// coordinator is still secure by default: at first start it writes random tokens to
+// DATA_DIR/admin.token, DATA_DIR/worker.token and DATA_DIR/metrics.token (mode 0600), and reuses
+// them afterwards. The Authorization scheme "Bearer" is matched case-insensitively. Tokens are kept and compared as SHA-256 digests.
 // Thread-safety: immutable after construction.
 #pragma once
 
@@ -20,7 +21,7 @@
 
 namespace bitfleet::coordinator {
 
-enum class Role { kUser, kAdmin, kWorker };
+enum class Role { kUser, kAdmin, kWorker, kMetrics };
 
 struct Principal {
   std::string tenant;
@@ -30,7 +31,7 @@ struct Principal {
 class Auth {
  public:
   static Result<Auth> from_file(const std::string& path);
-  // Reads or creates DATA_DIR/admin.token and DATA_DIR/worker.token; `created` says which.
+  // Reads or creates DATA_DIR/{admin,worker,metrics}.token; `created` says which.
   static Result<Auth> default_tokens(const std::string& data_dir, std::string* created);
 
   // From an Authorization header value; nullopt when missing or unknown.

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <random>
+#include <set>
 
 #include "common/file_util.h"
 
@@ -51,6 +52,18 @@ void BlobStore::discard(const std::string& temp_path) const { ::unlink(temp_path
 
 Status BlobStore::put(const std::string& id, std::string_view bytes) const {
   return common::write_file_atomic(path(id), bytes);
+}
+
+Result<int64_t> BlobStore::remove_unreferenced(const std::vector<std::string>& referenced) const {
+  const std::set<std::string> keep(referenced.begin(), referenced.end());
+  std::error_code ec;
+  int64_t removed = 0;
+  for (const auto& entry : fs::directory_iterator(root_ + "/blobs", ec)) {
+    if (keep.contains(entry.path().filename().string())) continue;
+    if (fs::remove(entry.path(), ec)) ++removed;
+  }
+  if (ec) return io_error("sweeping " + root_ + "/blobs: " + ec.message());
+  return removed;
 }
 
 Status BlobStore::remove(const std::string& id) const {

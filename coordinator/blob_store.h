@@ -8,6 +8,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 
@@ -26,6 +27,9 @@ class BlobStore {
   Status put(const std::string& id, std::string_view bytes) const;
   Status remove(const std::string& id) const;
   std::string path(const std::string& id) const;
+  // Removes every blob whose id is not in `referenced` (call at start, before serving); returns
+  // how many it removed.
+  Result<int64_t> remove_unreferenced(const std::vector<std::string>& referenced) const;
 
  private:
   std::string root_;

@@ -2,6 +2,11 @@
 //                      [--max-expiries N] [--io-threads N] [--handler-threads N] [--max-upload-mb N]
 // Parses flags, wires the service to the HTTP server, and serves until SIGTERM/SIGINT, then stops
 // gracefully: no new connections, requests in flight finish.
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <charconv>
 #include <csignal>
 #include <iostream>
 
@@ -16,6 +21,22 @@ using namespace bitfleet::coordinator;
 using bitfleet::net::HttpServer;
 using bitfleet::net::ServerOptions;
 
+namespace {
+
+// Raises the soft limit on open files to the hard limit; returns the limit now in force.
+int64_t raise_file_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1024;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  return limit.rlim_cur == RLIM_INFINITY ? (1 << 20) : static_cast<int64_t>(limit.rlim_cur);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   set_log_role("coordinator");
   common::Flags flags(argc, argv);
@@ -29,17 +50,27 @@ int main(int argc, char** argv) {
   server.io_threads = static_cast<int>(flags.integer("io-threads", 1, 64, 2));
   server.handler_threads = static_cast<int>(flags.integer("handler-threads", 1, 256, 4));
   server.max_upload_bytes = static_cast<uint64_t>(flags.integer("max-upload-mb", 1, 1 << 20, 1024)) << 20;
+  const int64_t max_connections = flags.integer("max-connections", 16, 1 << 20, 1024);
+  const int64_t header_timeout = flags.integer("header-timeout-seconds", 1, 3600, 30);
   if (Status s = flags.finish(); !s.is_ok()) {
     std::cerr << "bitfleet-coordinator: " << s.message() << "\n";
     return 2;
   }
   auto colon = listen.rfind(':');
-  if (colon == std::string::npos) {
-    std::cerr << "bitfleet-coordinator: --listen must be HOST:PORT\n";
+  uint16_t port = 0;
+  const char* port_end = listen.data() + listen.size();
+  if (colon == std::string::npos || colon + 1 == listen.size() ||
+      std::from_chars(listen.data() + colon + 1, port_end, port).ptr != port_end) {
+    std::cerr << "bitfleet-coordinator: --listen must be HOST:PORT with a port in [0, 65535], got \"" << listen << "\"\n";
     return 2;
   }
   server.host = listen.substr(0, colon);
-  server.port = static_cast<uint16_t>(std::stoi(listen.substr(colon + 1)));
+  server.port = port;
+  // Tokens, the database and blobs hold tenants' data: readable by this user alone.
+  ::umask(077);
+  // Connections are capped below the descriptor limit, leaving room for SQLite, blobs and uploads.
+  server.max_connections = static_cast<int>(std::min<int64_t>(max_connections, raise_file_limit() - 64));
+  server.header_timeout = std::chrono::seconds(header_timeout);
   if (Status s = common::make_directories(options.data_dir); !s.is_ok()) {
     std::cerr << "bitfleet-coordinator: " << s.message() << "\n";
     return 1;

@@ -21,8 +21,9 @@ const char* const kStatuses[] = {kQueued, kRunning, kSucceeded, kFailed, kCancel
 
 Status check_filename(const std::string& name) {
   if (name.empty() || name.size() > 255) return invalid_argument("filename must be 1 to 255 bytes", "filename");
+  if (common::first_invalid_utf8(name) != std::string::npos) return invalid_argument("filename must be UTF-8", "filename");
   for (char c : name) {
-    if (c == '/' || c == '\\' || static_cast<unsigned char>(c) < 32) {
+    if (c == '/' || c == '\\' || static_cast<unsigned char>(c) < 32 || c == 127) {
       return invalid_argument("filename must not contain '/', '\\' or control characters", "filename");
     }
   }
@@ -63,38 +64,37 @@ Response Service::create_file(Request& r, const Caller& c) {
   if (!digest.is_ok()) return problem(digest.status(), r.path);
   auto key = idempotency_key(r, *digest);
   if (!key.is_ok()) return problem(key.status(), r.path, 400);
-  auto content = common::read_file(r.body_file);
-  if (!content.is_ok()) return problem(content.status(), r.path);
   auto format = common::table_format_from_name(filename).value();
-  // Refuse a bad dataset now, naming its line, rather than when a job reaches a worker.
-  auto table = common::read_table(*content, format, filename);
+  // Refuse a bad dataset now, naming its line, rather than when a job reaches a worker. Streamed
+  // from the spooled body: memory is one record, whatever the file's size.
+  auto table = common::scan_table_file(r.body_file, format, filename);
   if (!table.is_ok()) return problem(Status(table.status().code(), table.status().message(), "body"), r.path, 422);
-  if (table->records.empty()) return problem(422, "", filename + ": the file has no records", "body", r.path);
+  if (table->records == 0) return problem(422, "", filename + ": the file has no records", "body", r.path);
+  std::error_code size_error;
+  const auto bytes = std::filesystem::file_size(r.body_file, size_error);
 
   FileRecord f;
   f.id = new_id("file-");
   f.tenant = c.principal.tenant;
   f.filename = filename;
   f.format = std::string(common::table_format_name(format));
-  f.bytes = static_cast<int64_t>(content->size());
+  f.bytes = size_error ? 0 : static_cast<int64_t>(bytes);
   f.sha256 = *digest;
-  f.rows = static_cast<int64_t>(table->records.size());
-  f.columns = table->columns;
+  f.rows = table->records;
+  f.columns = std::move(table->columns);
   f.created_at = now_ms();
+  // The blob is moved in before its row commits; a crash between the two leaves an orphan that
+  // the next start sweeps (Service::create), and every failure here removes it at once.
   if (Status moved = blobs_.adopt(r.body_file, f.id); !moved.is_ok()) return problem(moved, r.path);
   r.body_file.clear();  // adopted: the server must not delete it
-  auto stored = store_->insert_file(f, *key, [](const FileRecord& saved) {
-    return StoredResponse{201, file_json(saved).dump()};
-  });
-  if (!stored.is_ok()) {
-    (void)blobs_.remove(f.id);
-    return problem(stored.status(), r.path, 400);
+  auto stored = store_->insert_file(f, *key);
+  if (!stored.is_ok() || stored->replayed) (void)blobs_.remove(f.id);
+  if (!stored.is_ok()) return problem(stored.status(), r.path, 400);
+  if (!stored->file) {
+    return problem(409, "", "the file created under this Idempotency-Key has been deleted since; upload again "
+                            "with a new key", "Idempotency-Key", r.path);
   }
-  if (stored->body.find(f.id) == std::string::npos) (void)blobs_.remove(f.id);  // a replayed answer
-  Response response;
-  response.status = stored->status;
-  response.body = stored->body;
-  return response;
+  return json_response(201, file_json(*stored->file));
 }
 
 Response Service::list_files(Request& r, const Caller& c) {
@@ -109,7 +109,7 @@ Response Service::list_files(Request& r, const Caller& c) {
     }
   }
   const std::string sha256 = r.query.count("sha256") ? r.query.at("sha256") : "";
-  if (!sha256.empty() && (sha256.size() != 64 || sha256.find_first_not_of("0123456789abcdef") != std::string::npos)) {
+  if (r.query.count("sha256") && (sha256.size() != 64 || sha256.find_first_not_of("0123456789abcdef") != std::string::npos)) {
     return problem(400, "", "sha256 must be 64 lower-case hex digits", "sha256", r.path);
   }
   auto page = store_->list_files(c.principal.role == Role::kAdmin ? "" : c.principal.tenant, *limit, after, sha256);
@@ -176,15 +176,11 @@ Response Service::create_job(Request& r, const Caller& c) {
   job.id = new_id("job-");
   job.request = std::move(request).value();
   job.created_at = now_ms();
-  auto stored = store_->create_jobs(c.principal.tenant, {job}, *key, [](const std::vector<JobRecord>& created) {
-    return StoredResponse{201, job_json(created[0]).dump()};
-  });
+  auto stored = store_->create_jobs(c.principal.tenant, {job}, *key, job.created_at);
   if (!stored.is_ok()) return problem(stored.status(), r.path, 400);
-  if (stored->body.find(job.id) != std::string::npos) metrics_.jobs_submitted(1);
-  Response response;
-  response.status = stored->status;
-  response.body = stored->body;
-  return response;
+  if (!stored->replayed) metrics_.jobs_submitted(1);
+  if (stored->jobs.empty()) return problem(409, "", "the job created under this Idempotency-Key is gone", "Idempotency-Key", r.path);
+  return json_response(201, job_json(stored->jobs[0]));
 }
 
 Response Service::create_jobs_batch(Request& r, const Caller& c) {
@@ -210,24 +206,19 @@ Response Service::create_jobs_batch(Request& r, const Caller& c) {
     job.created_at = now;
     jobs.push_back(std::move(job));
   }
-  auto stored = store_->create_jobs(c.principal.tenant, jobs, *key, [](const std::vector<JobRecord>& created) {
-    nlohmann::json data = nlohmann::json::array();
-    for (const auto& j : created) data.push_back(job_json(j));
-    return StoredResponse{201, nlohmann::json({{"object", "list"}, {"data", data}}).dump()};
-  });
+  auto stored = store_->create_jobs(c.principal.tenant, jobs, *key, now);
   if (!stored.is_ok()) return problem(stored.status(), r.path, 400);
-  if (stored->body.find(jobs[0].id) != std::string::npos) metrics_.jobs_submitted(static_cast<int64_t>(jobs.size()));
-  Response response;
-  response.status = stored->status;
-  response.body = stored->body;
-  return response;
+  if (!stored->replayed) metrics_.jobs_submitted(static_cast<int64_t>(jobs.size()));
+  nlohmann::json data = nlohmann::json::array();
+  for (const auto& j : stored->jobs) data.push_back(job_json(j));
+  return json_response(201, {{"object", "list"}, {"data", data}});
 }
 
 Response Service::list_jobs(Request& r, const Caller& c) {
   auto limit = int_param(r, "limit", 1, kMaxPage, kDefaultPage);
   if (!limit.is_ok()) return problem(limit.status(), r.path, 400);
   std::string status = r.query.count("status") ? r.query.at("status") : "";
-  if (!status.empty() && std::find(std::begin(kStatuses), std::end(kStatuses), status) == std::end(kStatuses)) {
+  if (r.query.count("status") && std::find(std::begin(kStatuses), std::end(kStatuses), status) == std::end(kStatuses)) {
     return problem(400, "", "status must be one of queued, running, succeeded, failed, cancelled, got \"" +
                                 status.substr(0, 40) + "\"", "status", r.path);
   }

@@ -1,5 +1,7 @@
 #include "coordinator/router.h"
 
+#include <algorithm>
+
 #include "common/net/problem.h"
 
 namespace bitfleet::coordinator {
@@ -41,23 +43,39 @@ bool Router::match(const Route& route, const std::vector<std::string>& segments,
 
 std::string Router::route_of(const std::string& method, const std::string& path) const {
   auto segments = split_path(path);
+  const std::string& m = method == "HEAD" ? std::string("GET") : method;
+  const Route* best = nullptr;
   for (const auto& r : routes_) {
-    if (r.method == method && match(r, segments, nullptr)) return r.path_template;
+    if (r.method == m && match(r, segments, nullptr) && (!best || literal_segments(r) > literal_segments(*best))) best = &r;
   }
-  return "";
+  return best ? best->path_template : "";
+}
+
+// Literal segments a template has: where two templates match a path ("/v1/jobs/batch" and
+// "/v1/jobs/{id}"), only the more literal one speaks for it, in dispatch and in Allow.
+int Router::literal_segments(const Route& route) {
+  int n = 0;
+  for (const auto& t : route.segments) n += t.empty() || t.front() != '{';
+  return n;
 }
 
 Response Router::dispatch(Request& request) const {
   auto segments = split_path(request.path);
+  // HEAD is GET without the body (the HTTP server drops it).
+  const std::string method = request.method == "HEAD" ? "GET" : request.method;
+  int best = -1;
+  for (const auto& r : routes_) {
+    if (match(r, segments, nullptr)) best = std::max(best, literal_segments(r));
+  }
   std::string allowed;
   for (const auto& r : routes_) {
-    if (!match(r, segments, nullptr)) continue;
-    if (r.method == request.method) {
+    if (literal_segments(r) != best || !match(r, segments, nullptr)) continue;
+    if (r.method == method) {
       match(r, segments, &request);
       request.route = r.path_template;
       return r.handler(request);
     }
-    allowed += (allowed.empty() ? "" : ", ") + r.method;
+    allowed += (allowed.empty() ? "" : ", ") + r.method + (r.method == "GET" ? ", HEAD" : "");
   }
   if (!allowed.empty()) {
     Response r = problem(405, "", request.method + " is not allowed on " + request.path, "", request.path);

@@ -1,5 +1,6 @@
 // Router: maps "METHOD /path/{param}" templates to handlers. A path that matches a template
-// under another method is a 405 with Allow; one that matches none is a 404.
+// under another method is a 405 with Allow; one that matches none is a 404. Where templates
+// overlap, the one with more literal segments wins; HEAD is served by the GET route.
 // Thread-safety: routes are added before serving; match() is then read-only.
 #pragma once
 
@@ -31,6 +32,7 @@ class Router {
     Handler handler;
   };
   static bool match(const Route& route, const std::vector<std::string>& segments, Request* request);
+  static int literal_segments(const Route& route);
 
   std::vector<Route> routes_;
 };

@@ -17,9 +17,14 @@ int64_t now_ms() {
 }
 
 Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, Auth auth) {
-  BITFLEET_ASSIGN_OR_RETURN(std::unique_ptr<Store> store, Store::open(options.data_dir + "/bitfleet.db"));
+  BITFLEET_ASSIGN_OR_RETURN(std::unique_ptr<Store> store,
+                            Store::open(options.data_dir + "/bitfleet.db", {.idempotency_ttl_ms = options.idempotency_ttl_ms}));
   std::unique_ptr<Service> service(new Service(std::move(options), std::move(auth), std::move(store)));
   BITFLEET_RETURN_IF_ERROR(service->blobs_.init());
+  // A crash between a blob's rename and its row's commit leaves a blob nothing refers to.
+  BITFLEET_ASSIGN_OR_RETURN(auto referenced, service->store_->referenced_blobs());
+  BITFLEET_ASSIGN_OR_RETURN(int64_t orphans, service->blobs_.remove_unreferenced(referenced));
+  if (orphans > 0) BITFLEET_LOG(kWarning) << "removed " << orphans << " blobs no file or job refers to";
   BITFLEET_RETURN_IF_ERROR(service->store_->extend_leases(now_ms() + service->options_.lease_ms));
   service->add_routes();
   return service;
@@ -79,7 +84,14 @@ void Service::add_routes() {
 }
 
 Response Service::handle(Request& r) {
-  if (r.path == "/healthz" || r.path == "/readyz" || r.path == "/metrics" || r.path == "/v1/openapi.json") {
+  if (r.path == "/healthz" || r.path == "/readyz" || r.path == "/v1/openapi.json") return operations_.dispatch(r);
+  if (r.path == "/metrics") {
+    // Counts of every tenant's jobs: for the operator's scraper, not for anyone who can connect.
+    auto principal = auth_.authenticate(r.header("authorization"));
+    if (!principal) return problem(401, "", "send the metrics token: Authorization: Bearer <token>", "Authorization", r.path);
+    if (principal->role != Role::kMetrics && principal->role != Role::kAdmin) {
+      return problem(403, "", "only a metrics or admin token may read /metrics", "Authorization", r.path);
+    }
     return operations_.dispatch(r);
   }
   const bool internal = r.path.rfind("/internal/", 0) == 0;
@@ -88,6 +100,9 @@ Response Service::handle(Request& r) {
   auto principal = auth_.authenticate(r.header("authorization"));
   if (!principal) {
     return problem(401, "", "send a bearer token: Authorization: Bearer <token>", "Authorization", r.path);
+  }
+  if (principal->role == Role::kMetrics) {
+    return problem(403, "", "the metrics token may read only /metrics", "Authorization", r.path);
   }
   if (internal != (principal->role == Role::kWorker)) {
     return problem(403, "", internal ? "only the worker token may use /internal" : "the worker token may use only /internal",
@@ -140,6 +155,9 @@ Response Service::metrics_text() {
 }
 
 void Service::sweep() {
+  if (auto forgotten = store_->expire_idempotency_keys(now_ms()); !forgotten.is_ok()) {
+    BITFLEET_LOG(kError) << "idempotency sweep: " << forgotten.status().to_string();
+  }
   auto expired = store_->expire_leases(now_ms(), options_.max_expiries);
   if (!expired.is_ok()) {
     BITFLEET_LOG(kError) << "lease sweep: " << expired.status().to_string();

@@ -33,6 +33,7 @@ struct ServiceOptions {
   int64_t lease_ms = 60'000;       // a lease not renewed for this long expires
   int64_t max_expiries = 3;        // expiries after which a job fails instead of requeueing
   int64_t max_batch_jobs = 1000;
+  int64_t idempotency_ttl_ms = 24 * 3600 * 1000;  // an Idempotency-Key is honoured this long
 };
 
 class Service {
@@ -45,7 +46,8 @@ class Service {
   void observe(const Request& request, int status, double seconds);
   void start_sweeper();
   void stop_sweeper();
-  // One pass of the sweeper: expires overdue leases (tests call it directly).
+  // One pass of the sweeper: expires overdue leases and old idempotency keys (tests call it
+  // directly).
   void sweep();
   std::string upload_dir() const { return options_.data_dir + "/tmp"; }
 

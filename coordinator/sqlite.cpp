@@ -2,27 +2,25 @@
 
 namespace bitfleet::coordinator {
 
-Statement& Statement::bind(int index, int64_t value) {
-  sqlite3_bind_int64(stmt_, index, value);
+Statement& Statement::checked_bind(int rc) {
+  if (bind_rc_ == SQLITE_OK) bind_rc_ = rc;
   return *this;
 }
-Statement& Statement::bind(int index, double value) {
-  sqlite3_bind_double(stmt_, index, value);
-  return *this;
-}
+Statement& Statement::bind(int index, int64_t value) { return checked_bind(sqlite3_bind_int64(stmt_, index, value)); }
+Statement& Statement::bind(int index, double value) { return checked_bind(sqlite3_bind_double(stmt_, index, value)); }
 Statement& Statement::bind(int index, std::string_view value) {
-  sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-  return *this;
+  return checked_bind(sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_TRANSIENT, SQLITE_UTF8));
 }
-Statement& Statement::bind_null(int index) {
-  sqlite3_bind_null(stmt_, index);
-  return *this;
-}
+Statement& Statement::bind_null(int index) { return checked_bind(sqlite3_bind_null(stmt_, index)); }
 Statement& Statement::bind_optional(int index, const std::optional<int64_t>& value) {
   return value ? bind(index, *value) : bind_null(index);
 }
 
 Result<bool> Statement::step() {
+  if (bind_rc_ != SQLITE_OK) {
+    return Status(StatusCode::kInternal, std::string("sqlite3_bind: ") + sqlite3_errstr(bind_rc_) + " in " +
+                                             sqlite3_sql(stmt_));
+  }
   int rc = sqlite3_step(stmt_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
@@ -48,6 +46,7 @@ std::optional<int64_t> Statement::optional_integer(int column) const {
 }
 
 void Statement::reset() {
+  bind_rc_ = SQLITE_OK;
   sqlite3_reset(stmt_);
   sqlite3_clear_bindings(stmt_);
 }

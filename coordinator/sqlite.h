@@ -34,7 +34,7 @@ class Statement {
   Statement(Statement&&) = delete;
   ~Statement() { sqlite3_finalize(stmt_); }
 
-  // Binding is 1-based, as in SQLite.
+  // Binding is 1-based, as in SQLite. A failed bind is remembered and returned by step()/run().
   Statement& bind(int index, int64_t value);
   Statement& bind(int index, double value);
   Statement& bind(int index, std::string_view value);
@@ -54,8 +54,10 @@ class Statement {
   void reset();
 
  private:
+  Statement& checked_bind(int rc);
   sqlite3* db_;
   sqlite3_stmt* stmt_;
+  int bind_rc_ = SQLITE_OK;
 };
 
 class Database {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "common/json_fields.h"
 #include "coordinator/store_rows.h"
 
 namespace bitfleet::coordinator {
@@ -52,13 +53,24 @@ CREATE TABLE idempotency (
 )sql",
     // 2: clients look up an upload by its content (GET /v1/files?sha256=) before sending it again.
     "CREATE INDEX files_by_sha256 ON files(sha256, tenant);",
+    // 3: a replay is answered from the resources' current state, so a key records their ids (taken
+    // from the stored answers of earlier versions); keys expire by age.
+    R"sql(
+ALTER TABLE idempotency ADD COLUMN resource_ids TEXT NOT NULL DEFAULT '[]';
+UPDATE idempotency SET resource_ids = CASE
+  WHEN json_valid(body) AND json_type(body, '$.data') = 'array'
+    THEN (SELECT json_group_array(json_extract(value, '$.id')) FROM json_each(body, '$.data'))
+  WHEN json_valid(body) AND json_type(body, '$.id') = 'text' THEN json_array(json_extract(body, '$.id'))
+  ELSE '[]' END;
+CREATE INDEX idempotency_by_age ON idempotency(created_at);
+)sql",
 };
 
 }  // namespace
 
-Result<std::unique_ptr<Store>> Store::open(const std::string& path) {
+Result<std::unique_ptr<Store>> Store::open(const std::string& path, StoreOptions options) {
   BITFLEET_ASSIGN_OR_RETURN(std::unique_ptr<Database> db, Database::open(path));
-  std::unique_ptr<Store> store(new Store(std::move(db)));
+  std::unique_ptr<Store> store(new Store(std::move(db), options));
   BITFLEET_RETURN_IF_ERROR(store->migrate());
   return store;
 }
@@ -94,35 +106,78 @@ Status Store::append_event(int64_t job_seq, const std::string& type, const nlohm
   return s->bind(1, job_seq).bind(2, now).bind(3, type).bind(4, data.dump()).run();
 }
 
-Result<std::optional<StoredResponse>> Store::find_idempotent(const std::string& tenant, const IdempotencyKey& key) {
+Result<std::optional<std::vector<std::string>>> Store::find_idempotent(const std::string& tenant,
+                                                                       const IdempotencyKey& key, int64_t now) {
+  using Ids = std::optional<std::vector<std::string>>;
   BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
-      "SELECT request_hash, status, body FROM idempotency WHERE tenant = ?1 AND key = ?2"));
+      "SELECT request_hash, resource_ids, created_at FROM idempotency WHERE tenant = ?1 AND key = ?2"));
   s->bind(1, tenant).bind(2, key.key);
   BITFLEET_ASSIGN_OR_RETURN(bool found, s->step());
-  if (!found) return std::optional<StoredResponse>();
+  if (!found) return Ids();
+  if (s->integer(2) < now - options_.idempotency_ttl_ms) {
+    const std::string stale_key = key.key;
+    s->reset();
+    BITFLEET_ASSIGN_OR_RETURN(Statement * del, db_->prepare("DELETE FROM idempotency WHERE tenant = ?1 AND key = ?2"));
+    BITFLEET_RETURN_IF_ERROR(del->bind(1, tenant).bind(2, stale_key).run());
+    return Ids();
+  }
   if (s->text(0) != key.request_hash) {
     return Status(StatusCode::kFailedPrecondition,
                   "Idempotency-Key \"" + key.key + "\" was used for a different request", "Idempotency-Key");
   }
-  return std::optional<StoredResponse>(StoredResponse{static_cast<int>(s->integer(1)), s->text(2)});
+  auto ids = common::parse_json(s->text(1), "idempotency.resource_ids");
+  std::vector<std::string> out;
+  if (ids.is_ok() && ids->is_array()) {
+    for (const auto& id : *ids) {
+      if (id.is_string()) out.push_back(id.get<std::string>());
+    }
+  }
+  return Ids(std::move(out));
 }
 
-Status Store::save_idempotent(const std::string& tenant, const IdempotencyKey& key, const StoredResponse& response,
+Status Store::save_idempotent(const std::string& tenant, const IdempotencyKey& key, const std::vector<std::string>& ids,
                               int64_t now) {
   BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
-      "INSERT INTO idempotency(tenant, key, request_hash, status, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"));
-  return s->bind(1, tenant).bind(2, key.key).bind(3, key.request_hash).bind(4, int64_t{response.status})
-      .bind(5, response.body).bind(6, now).run();
+      "INSERT INTO idempotency(tenant, key, request_hash, status, body, created_at, resource_ids) "
+      "VALUES (?1, ?2, ?3, 201, '', ?4, ?5)"));
+  return s->bind(1, tenant).bind(2, key.key).bind(3, key.request_hash).bind(4, now)
+      .bind(5, nlohmann::json(ids).dump()).run();
 }
 
-Result<StoredResponse> Store::insert_file(const FileRecord& f, const std::optional<IdempotencyKey>& key,
-                                          const std::function<StoredResponse(const FileRecord&)>& respond) {
+Result<int64_t> Store::expire_idempotency_keys(int64_t now) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare("DELETE FROM idempotency WHERE created_at < ?1"));
+  BITFLEET_RETURN_IF_ERROR(s->bind(1, now - options_.idempotency_ttl_ms).run());
+  return static_cast<int64_t>(db_->changes());
+}
+
+Result<std::vector<std::string>> Store::referenced_blobs() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
+      "SELECT id FROM files UNION ALL SELECT checkpoint_blob FROM jobs WHERE checkpoint_blob IS NOT NULL "
+      "UNION ALL SELECT artifact_blob FROM jobs WHERE artifact_blob IS NOT NULL"));
+  std::vector<std::string> ids;
+  while (true) {
+    BITFLEET_ASSIGN_OR_RETURN(bool row, s->step());
+    if (!row) break;
+    ids.push_back(s->text(0));
+  }
+  return ids;
+}
+
+Result<CreatedFile> Store::insert_file(const FileRecord& f, const std::optional<IdempotencyKey>& key) {
   std::lock_guard<std::mutex> lock(mutex_);
   Transaction tx(*db_);
   BITFLEET_RETURN_IF_ERROR(tx.begin());
   if (key) {
-    BITFLEET_ASSIGN_OR_RETURN(auto stored, find_idempotent(f.tenant, *key));
-    if (stored) return *stored;
+    BITFLEET_ASSIGN_OR_RETURN(auto ids, find_idempotent(f.tenant, *key, f.created_at));
+    if (ids) {
+      CreatedFile replay{std::nullopt, true};
+      if (!ids->empty()) {
+        BITFLEET_ASSIGN_OR_RETURN(replay.file, load_file(ids->front()));
+      }
+      return replay;
+    }
   }
   BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
       "INSERT INTO files(id, tenant, filename, format, bytes, sha256, rows, columns, created_at) "
@@ -130,19 +185,22 @@ Result<StoredResponse> Store::insert_file(const FileRecord& f, const std::option
   BITFLEET_RETURN_IF_ERROR(s->bind(1, f.id).bind(2, f.tenant).bind(3, f.filename).bind(4, f.format).bind(5, f.bytes)
                                .bind(6, f.sha256).bind(7, f.rows).bind(8, nlohmann::json(f.columns).dump())
                                .bind(9, f.created_at).run());
-  StoredResponse response = respond(f);
-  if (key) BITFLEET_RETURN_IF_ERROR(save_idempotent(f.tenant, *key, response, f.created_at));
+  if (key) BITFLEET_RETURN_IF_ERROR(save_idempotent(f.tenant, *key, {f.id}, f.created_at));
   BITFLEET_RETURN_IF_ERROR(tx.commit());
-  return response;
+  return CreatedFile{f, false};
 }
 
-Result<std::optional<FileRecord>> Store::get_file(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mutex_);
+Result<std::optional<FileRecord>> Store::load_file(const std::string& id) {
   BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare("SELECT " + std::string(kFileColumns) + " FROM files WHERE id = ?1"));
   s->bind(1, id);
   BITFLEET_ASSIGN_OR_RETURN(bool found, s->step());
   if (!found) return std::optional<FileRecord>();
   return std::optional<FileRecord>(file_from_row(*s));
+}
+
+Result<std::optional<FileRecord>> Store::get_file(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return load_file(id);
 }
 
 Result<Page<FileRecord>> Store::list_files(const std::string& tenant, int64_t limit, const std::string& after,
@@ -184,18 +242,25 @@ Status Store::delete_file(const std::string& id) {
   return tx.commit();
 }
 
-Result<StoredResponse> Store::create_jobs(const std::string& tenant, const std::vector<JobRecord>& jobs,
-                                          const std::optional<IdempotencyKey>& key,
-                                          const std::function<StoredResponse(const std::vector<JobRecord>&)>& respond) {
+Result<CreatedJobs> Store::create_jobs(const std::string& tenant, const std::vector<JobRecord>& jobs,
+                                       const std::optional<IdempotencyKey>& key, int64_t now) {
   std::lock_guard<std::mutex> lock(mutex_);
   Transaction tx(*db_);
   BITFLEET_RETURN_IF_ERROR(tx.begin());
   if (key) {
-    BITFLEET_ASSIGN_OR_RETURN(auto stored, find_idempotent(tenant, *key));
-    if (stored) return *stored;
+    BITFLEET_ASSIGN_OR_RETURN(auto ids, find_idempotent(tenant, *key, now));
+    if (ids) {
+      CreatedJobs replay{{}, true};
+      for (const auto& id : *ids) {
+        BITFLEET_ASSIGN_OR_RETURN(auto job, load_job(id));
+        if (job) replay.jobs.push_back(std::move(*job));
+      }
+      return replay;
+    }
   }
-  std::vector<JobRecord> created = jobs;
-  for (auto& job : created) {
+  CreatedJobs created{jobs, false};
+  std::vector<std::string> ids;
+  for (auto& job : created.jobs) {
     BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
         "INSERT INTO jobs(id, tenant, backbone, priority, request, train_file, validation_file, status, "
         "created_at, queued_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8)"));
@@ -211,12 +276,12 @@ Result<StoredResponse> Store::create_jobs(const std::string& tenant, const std::
     job.tenant = tenant;
     job.status = kQueued;
     job.queued_at = job.created_at;
+    ids.push_back(job.id);
     BITFLEET_RETURN_IF_ERROR(append_event(job.seq, "status", {{"status", kQueued}}, job.created_at));
   }
-  StoredResponse response = respond(created);
-  if (key) BITFLEET_RETURN_IF_ERROR(save_idempotent(tenant, *key, response, jobs.empty() ? 0 : jobs[0].created_at));
+  if (key) BITFLEET_RETURN_IF_ERROR(save_idempotent(tenant, *key, ids, now));
   BITFLEET_RETURN_IF_ERROR(tx.commit());
-  return response;
+  return created;
 }
 
 Result<std::optional<JobRecord>> Store::load_job(const std::string& id) {

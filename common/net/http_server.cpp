@@ -4,6 +4,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
@@ -16,6 +17,7 @@
 
 #include "common/log.h"
 #include "common/net/problem.h"
+#include "common/net/request_target.h"
 
 namespace bitfleet::net {
 
@@ -30,6 +32,7 @@ struct HttpServer::State {
   tcp::acceptor acceptor{io};
   ServerOptions options;
   std::atomic<bool> stopping{false};
+  std::atomic<int> connections{0};  // live sessions, capped at options.max_connections
   std::mutex mutex;
   std::condition_variable idle;
   int in_flight = 0;  // requests between header read and response written
@@ -47,84 +50,67 @@ struct HttpServer::State {
 
 namespace {
 
-bool hex_value(char c, int& v) {
-  if (c >= '0' && c <= '9') v = c - '0';
-  else if (c >= 'a' && c <= 'f') v = c - 'a' + 10;
-  else if (c >= 'A' && c <= 'F') v = c - 'A' + 10;
-  else return false;
-  return true;
-}
-
-// Percent-decoding; '+' is a space in queries only.
-bool decode(std::string_view in, bool query, std::string& out) {
-  out.clear();
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%') {
-      int hi, lo;
-      if (i + 2 >= in.size()) return false;
-      if (!hex_value(in[i + 1], hi) || !hex_value(in[i + 2], lo)) return false;
-      out.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else if (query && in[i] == '+') {
-      out.push_back(' ');
-    } else {
-      out.push_back(in[i]);
-    }
-  }
-  return true;
-}
-
-bool parse_target(std::string_view target, Request& r) {
-  auto q = target.find('?');
-  if (!decode(target.substr(0, q), false, r.path)) return false;
-  if (q == std::string_view::npos) return true;
-  std::string_view rest = target.substr(q + 1);
-  while (!rest.empty()) {
-    auto amp = rest.find('&');
-    std::string_view pair = rest.substr(0, amp);
-    auto eq = pair.find('=');
-    std::string key, value;
-    if (!decode(pair.substr(0, eq), true, key)) return false;
-    if (eq != std::string_view::npos && !decode(pair.substr(eq + 1), true, value)) return false;
-    if (!key.empty()) r.query[key] = value;
-    if (amp == std::string_view::npos) break;
-    rest.remove_prefix(amp + 1);
-  }
-  return true;
+// Errors that mean the peer went away or timed out: the connection is closed without an answer.
+bool is_disconnect(const beast::error_code& ec) {
+  return ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::operation_aborted ||
+         ec == asio::error::connection_reset || ec == asio::error::eof || ec == asio::error::broken_pipe;
 }
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket socket, std::shared_ptr<HttpServer::State> state)
-      : stream_(std::move(socket)), state_(std::move(state)) {}
+      : stream_(std::move(socket)), state_(std::move(state)) {
+    ++state_->connections;
+  }
+  ~Session() { --state_->connections; }
 
   void run() { asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read_header(); }); }
 
  private:
+  // A connection may rest between requests for idle_timeout (a fresh one for header_timeout);
+  // once a request's first byte arrives, its whole header must follow within header_timeout.
   void read_header() {
     if (state_->stopping) return close();
     header_.emplace();
-    header_->header_limit(16 * 1024);
+    header_->header_limit(kHeaderLimit);
     // Checked in on_header against this route's limit. (Not boost::none: Boost 1.74 compares the
     // length against an empty optional as if the limit were below every length.)
     header_->body_limit(std::numeric_limits<std::uint64_t>::max());
-    stream_.expires_after(state_->options.idle_timeout);
+    if (buffer_.size() > 0) return read_rest_of_header();
+    stream_.expires_after(served_ ? state_->options.idle_timeout : state_->options.header_timeout);
+    stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, size_t n) {
+      if (ec) return self->close();
+      self->buffer_.commit(n);
+      self->read_rest_of_header();
+    });
+  }
+
+  void read_rest_of_header() {
+    stream_.expires_after(state_->options.header_timeout);
     http::async_read_header(stream_, buffer_, *header_,
                             [self = shared_from_this()](beast::error_code ec, size_t) { self->on_header(ec); });
   }
 
+  // A header past this is 431, or 414 when its request line alone is past it.
+  static constexpr size_t kHeaderLimit = 16 * 1024;
+
   void on_header(beast::error_code ec) {
     if (ec) {
-      if (ec == http::error::end_of_stream || ec == beast::error::timeout || ec == asio::error::operation_aborted ||
-          ec == asio::error::connection_reset || ec == asio::error::eof) {
-        return close();
-      }
-      // A malformed request: answer 400 (or 431 for a huge header) and close.
+      if (is_disconnect(ec)) return close();
+      // A malformed request: answer and close.
       keep_alive_ = false;
       started_ = std::chrono::steady_clock::now();
       state_->begin_request();
-      const int status = ec == http::error::header_limit ? 431 : 400;
-      return write(problem(status, "", "the request could not be parsed: " + ec.message()));
+      if (ec == http::error::header_limit) {
+        // The parser has the target once the request line is whole: without one, the line itself
+        // was too long.
+        if (header_->get().target().empty()) {
+          return write(problem(414, "", "the request line is longer than the " + std::to_string(kHeaderLimit) +
+                                            "-byte limit on a request's header"));
+        }
+        return write(problem(431, "", "the request header is larger than " + std::to_string(kHeaderLimit) + " bytes"));
+      }
+      return write(problem(400, "", "the request could not be parsed: " + ec.message()));
     }
     started_ = std::chrono::steady_clock::now();
     state_->begin_request();
@@ -137,6 +123,11 @@ class Session : public std::enable_shared_from_this<Session> {
       request_.headers[name] = std::string(field.value());
     }
     keep_alive_ = head.keep_alive();
+    head_only_ = head.method() == http::verb::head;
+    if (Status ok = check_request_head(request_, head.version()); !ok.is_ok()) {
+      keep_alive_ = false;
+      return write(problem(ok, "", 400));
+    }
     if (!parse_target(std::string_view(head.target().data(), head.target().size()), request_)) {
       keep_alive_ = false;
       return write(problem(400, "", "the request target is not validly percent-encoded"));
@@ -196,6 +187,12 @@ class Session : public std::enable_shared_from_this<Session> {
       const uint64_t limit = upload_ ? state_->options.max_upload_bytes : state_->options.max_body_bytes;
       return write(problem(413, "", "the request body is larger than the limit of " + std::to_string(limit) + " bytes"));
     }
+    if (ec && !is_disconnect(ec) && ec.category() == http::make_error_code(http::error::bad_chunk).category()) {
+      // The body is malformed (a bad chunk size, say): the client is told, then the connection
+      // closes, since where the next request would start is unknown.
+      keep_alive_ = false;
+      return write(problem(400, "", "the request body could not be read: " + ec.message(), "body"));
+    }
     if (ec) {
       discard_upload();
       state_->end_request();
@@ -222,6 +219,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void write(Response response) {
     discard_upload();
     status_ = response.status;
+    served_ = true;
     if (!response.file.empty()) {
       auto res = std::make_shared<http::response<http::file_body>>(http::status::ok, 11);
       beast::error_code ec;
@@ -230,8 +228,9 @@ class Session : public std::enable_shared_from_this<Session> {
         res->result(static_cast<http::status>(response.status));
         res->set(http::field::content_type, response.content_type);
         for (const auto& [k, v] : response.headers) res->set(k, v);
-        res->keep_alive(keep_alive_);
+        res->keep_alive(keep_alive_ && !state_->stopping);
         res->prepare_payload();
+        if (head_only_) return send(header_only(*res, res->body().size()));
         return send(res);
       }
       response = problem(404, "", "the content is no longer available");
@@ -241,9 +240,21 @@ class Session : public std::enable_shared_from_this<Session> {
     res->set(http::field::content_type, response.content_type);
     for (const auto& [k, v] : response.headers) res->set(k, v);
     res->keep_alive(keep_alive_ && !state_->stopping);
+    const size_t length = response.body.size();
     res->body() = std::move(response.body);
     res->prepare_payload();
+    if (head_only_) return send(header_only(*res, length));
     send(res);
+  }
+
+  // The answer to HEAD: GET's header, Content-Length included, and no body.
+  template <typename Message>
+  static std::shared_ptr<http::response<http::empty_body>> header_only(const Message& full, uint64_t length) {
+    auto res = std::make_shared<http::response<http::empty_body>>(full.result(), 11);
+    for (const auto& field : full) res->set(field.name_string(), field.value());
+    res->keep_alive(full.keep_alive());
+    res->content_length(length);
+    return res;
   }
 
   template <typename Message>
@@ -285,14 +296,35 @@ class Session : public std::enable_shared_from_this<Session> {
   boost::optional<http::request_parser<http::file_body>> upload_;
   Request request_;
   bool keep_alive_ = true;
+  bool head_only_ = false;  // a HEAD request: the response's header only
+  bool served_ = false;     // a response was written: the connection now rests for idle_timeout
   int status_ = 0;
   std::chrono::steady_clock::time_point started_;
 };
 
+void accept_next(std::shared_ptr<HttpServer::State> state);
+
+// Resumes accepting after `delay`: at the connection cap, or when the process is out of file
+// descriptors (EMFILE), accepting at once would spin; connections wait in the listen backlog.
+void accept_after(std::shared_ptr<HttpServer::State> state, std::chrono::milliseconds delay) {
+  auto timer = std::make_shared<asio::steady_timer>(state->io, delay);
+  timer->async_wait([state, timer](beast::error_code) {
+    if (!state->stopping) accept_next(state);
+  });
+}
+
 void accept_next(std::shared_ptr<HttpServer::State> state) {
+  if (state->connections >= state->options.max_connections) return accept_after(state, std::chrono::milliseconds(10));
   state->acceptor.async_accept(asio::make_strand(state->io), [state](beast::error_code ec, tcp::socket socket) {
     if (state->stopping) return;
-    if (!ec) std::make_shared<Session>(std::move(socket), state)->run();
+    if (!ec) {
+      std::make_shared<Session>(std::move(socket), state)->run();
+    } else if (ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
+               ec == asio::error::no_memory || ec.value() == ENFILE) {
+      static std::atomic<int64_t> warned{0};
+      if (warned++ % 100 == 0) BITFLEET_LOG(kWarning) << "accept: " << ec.message() << "; pausing accepts for 50 ms";
+      return accept_after(state, std::chrono::milliseconds(50));
+    }
     accept_next(state);
   });
 }

@@ -1,7 +1,9 @@
 // HttpServer: HTTP/1.1 on Boost.Asio/Beast: the coordinator's API and the workers' /metrics.
 //
-// A listener accepts; each connection is a session (kept alive by shared_from_this) that reads a
-// request header within header_timeout, then its body: JSON up to max_body_bytes into memory,
+// A listener accepts, up to max_connections at once (past the cap, and when the process runs out
+// of file descriptors, it pauses accepting instead of spinning); each connection is a session
+// (kept alive by shared_from_this) that waits up to idle_timeout for a request, reads its header
+// within header_timeout of the first byte, then its body: JSON up to max_body_bytes into memory,
 // uploads (is_upload) up to max_upload_bytes streamed straight to a temporary file. Handlers run
 // on a separate thread pool — they touch SQLite and disk — never on the I/O threads. Keep-alive is
 // honoured; an idle connection is closed after idle_timeout. stop() stops accepting, lets requests
@@ -30,6 +32,7 @@ struct ServerOptions {
   int handler_threads = 4;
   uint64_t max_body_bytes = 16u << 20;
   uint64_t max_upload_bytes = 4ull << 30;
+  int max_connections = 1024;  // keep below the process's file-descriptor limit
   std::chrono::seconds header_timeout{30};
   std::chrono::seconds body_timeout{600};
   std::chrono::seconds idle_timeout{75};

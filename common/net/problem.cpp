@@ -14,7 +14,10 @@ const char* slug(int status) {
     case 405: return "method-not-allowed";
     case 409: return "conflict";
     case 413: return "too-large";
+    case 414: return "uri-too-long";
     case 415: return "unsupported-media-type";
+    case 429: return "too-many-requests";
+    case 431: return "header-too-large";
     case 422: return "invalid";
     case 503: return "unavailable";
     default: return status >= 500 ? "internal" : "error";
@@ -30,7 +33,10 @@ const char* title_of(int status) {
     case 405: return "Method not allowed";
     case 409: return "Conflict";
     case 413: return "Request too large";
+    case 414: return "URI too long";
     case 415: return "Unsupported media type";
+    case 429: return "Too many requests";
+    case 431: return "Request header fields too large";
     case 422: return "Invalid request";
     case 503: return "Unavailable";
     case 504: return "Timed out";

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prints the bitfleet-auth Secret (Kubernetes) with fresh random tokens: an admin token, a worker
-# token, and one user token per tenant named on the command line. Keep the output private.
+# token, a metrics token (Prometheus's scrape of /metrics), and one user token per tenant named
+# on the command line. Keep the output private.
 #
 #   ./deploy/kubernetes/make-auth-secret.sh team-a team-b | kubectl apply -f -
 #
@@ -10,7 +11,9 @@ set -euo pipefail
 token() { openssl rand -hex 32; }
 admin=$(token)
 worker=$(token)
+metrics=$(token)
 entries="{\"token\": \"$admin\", \"tenant\": \"admin\", \"role\": \"admin\"}, {\"token\": \"$worker\", \"tenant\": \"workers\", \"role\": \"worker\"}"
+entries+=", {\"token\": \"$metrics\", \"tenant\": \"metrics\", \"role\": \"metrics\"}"
 echo "admin token: $admin" >&2
 for tenant in "$@"; do
   t=$(token)
@@ -28,4 +31,5 @@ type: Opaque
 data:
   auth.json: $(printf '%s' "$auth" | base64 -w0)
   worker.token: $(printf '%s' "$worker" | base64 -w0)
+  metrics.token: $(printf '%s' "$metrics" | base64 -w0)
 YAML

@@ -53,7 +53,8 @@ class CoordinatorTest(unittest.TestCase):
             json.dump({"tokens": [{"token": "token-of-tenant-a-0123", "tenant": "a"},
                                   {"token": "token-of-tenant-b-4567", "tenant": "b"},
                                   {"token": "token-of-the-admin-89", "tenant": "ops", "role": "admin"},
-                                  {"token": "token-of-the-workers-0", "tenant": "workers", "role": "worker"}]}, f)
+                                  {"token": "token-of-the-workers-0", "tenant": "workers", "role": "worker"},
+                                  {"token": "token-of-the-scraper-1", "tenant": "ops", "role": "metrics"}]}, f)
         cls.coordinator = Coordinator(os.path.join(cls.dir, "data"), lease_seconds=2, auth_file=cls.auth_file,
                                       extra=["--max-expiries", "2", "--max-upload-mb", "1"]).start()
         url = cls.coordinator.url
@@ -62,6 +63,7 @@ class CoordinatorTest(unittest.TestCase):
         cls.admin = Client(url, "token-of-the-admin-89")
         cls.worker = Client(url, "token-of-the-workers-0")
         cls.anonymous = Client(url, None)
+        cls.scraper = Client(url, "token-of-the-scraper-1")
         train = coordlib.write_sentiment(os.path.join(cls.dir, "train.tsv"))
         cls.file = cls.a.upload(train).json()["id"]
 
@@ -359,7 +361,7 @@ class CoordinatorTest(unittest.TestCase):
             failed = user.call("GET", f"/v1/jobs/{jobs[0]}").json()
             self.assertEqual(failed["status"], "failed")
             self.assertIn("retry limit", failed["error"]["message"])
-            metrics = Client(c.url, None).call("GET", "/metrics").text
+            metrics = Client(c.url, c.metrics_token()).call("GET", "/metrics").text
             self.assertRegex(metrics, r"bitfleet_lease_expiries_total [1-9]")
         finally:
             c.stop()
@@ -383,7 +385,7 @@ class CoordinatorTest(unittest.TestCase):
 
     def test_metrics_pass_promtool_and_carry_no_job_ids(self):
         self.new_job()
-        text = self.anonymous.call("GET", "/metrics").text
+        text = self.scraper.call("GET", "/metrics").text
         for name in ("bitfleet_jobs{", "bitfleet_job_submissions_total", "bitfleet_http_requests_total{",
                      "bitfleet_http_request_duration_seconds_bucket{", "bitfleet_job_queue_wait_seconds",
                      "bitfleet_job_duration_seconds", "bitfleet_worker_groups{", "bitfleet_worker_free_slots",

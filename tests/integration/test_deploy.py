@@ -39,11 +39,12 @@ PROMETHEUS = os.environ.get("BITFLEET_PROMETHEUS") or shutil.which("prometheus")
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 
-def exported_metrics(*urls):
-    """{family: set of label names} from live /metrics endpoints."""
+def exported_metrics(*urls, token=None):
+    """{family: set of label names} from live /metrics endpoints (the coordinator's needs `token`)."""
     families = {}
     for url in urls:
-        text = requests.get(url, timeout=10).text
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        text = requests.get(url, headers=headers, timeout=10).text
         for name in re.findall(r"^# TYPE (\w+) \w+$", text, re.M):
             families.setdefault(name, set())
         for name, labels in re.findall(r"^(\w+)\{([^}]*)\}", text, re.M):
@@ -111,7 +112,7 @@ class DeployTest(trainlib.BackboneTestCase):
         fleetlib.wait_for(lambda: fleetlib.jobs_done(client, [job["id"]]), 120, "the job")
 
         rank_urls = [f"http://127.0.0.1:{metrics_port + r}/metrics" for r in range(2)]
-        families = exported_metrics(f"{c.url}/metrics", *rank_urls)
+        families = exported_metrics(f"{c.url}/metrics", *rank_urls, token=c.metrics_token())
         for title, expr in self.dashboard_exprs() + self.alert_exprs():
             for family, labels in referenced_metrics(expr):
                 self.assertIn(family, families, f"{title}: {expr}")
@@ -127,6 +128,7 @@ class DeployTest(trainlib.BackboneTestCase):
         config["global"]["scrape_interval"] = "1s"
         config["rule_files"] = [os.path.join(DEPLOY, "prometheus", "alerts.yml")]
         config["scrape_configs"][0]["static_configs"][0]["targets"] = [f"127.0.0.1:{c.port}"]
+        config["scrape_configs"][0]["authorization"]["credentials_file"] = os.path.join(c.data_dir, "metrics.token")
         targets = os.path.join(self.dir, "targets")
         os.makedirs(targets, exist_ok=True)
         config["scrape_configs"][1]["file_sd_configs"][0]["files"] = [os.path.join(targets, "*.json")]

@@ -20,6 +20,7 @@ class Coordinator:
         self.extra = list(extra)
         self.port = port
         self.proc = None
+        self.preexec_fn = None  # e.g. to lower resource limits before the coordinator starts
         self.log_path = os.path.join(data_dir, "coordinator.log")
 
     def start(self):
@@ -29,7 +30,8 @@ class Coordinator:
         if self.auth_file:
             command += ["--auth-file", self.auth_file]
         self.log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.log, text=True,
+                                     preexec_fn=self.preexec_fn)
         line = self.proc.stdout.readline()
         match = re.search(r"listening on [\d.]+:(\d+)", line)
         if not match:
@@ -45,6 +47,11 @@ class Coordinator:
 
     def worker_token(self):
         with open(os.path.join(self.data_dir, "worker.token")) as f:
+            return f.read().strip()
+
+    def metrics_token(self):
+        """The scrape token (role metrics) written at first start; /metrics needs it."""
+        with open(os.path.join(self.data_dir, "metrics.token")) as f:
             return f.read().strip()
 
     def stop(self, sig=signal.SIGTERM, timeout=20):

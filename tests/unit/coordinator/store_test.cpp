@@ -19,7 +19,7 @@ class StoreTest : public ::testing::Test {
     std::filesystem::create_directories(dir_);
     open();
     FileRecord f{"file-000000000000000000000001", "a", "t.tsv", "tsv", "abc", 10, 2, 1000, {"sentence", "label"}};
-    ASSERT_TRUE(store_->insert_file(f, std::nullopt, [](const FileRecord&) { return StoredResponse{201, "{}"}; }).is_ok());
+    ASSERT_TRUE(store_->insert_file(f, std::nullopt).is_ok());
     WorkerRecord w{"wg-000000000000000000000001", "g", "bert", "", "cpu", 4, 1, 4, 8, 128, 0, 0};
     ASSERT_TRUE(store_->put_worker(w).is_ok());
   }
@@ -45,7 +45,7 @@ class StoreTest : public ::testing::Test {
     for (int i = 0; i < labels; ++i) job.request.task.labels.push_back("l" + std::to_string(i));
     job.request.priority = priority;
     job.created_at = at;
-    auto r = store_->create_jobs("a", {job}, std::nullopt, [](const auto&) { return StoredResponse{201, ""}; });
+    auto r = store_->create_jobs("a", {job}, std::nullopt, at);
     EXPECT_TRUE(r.is_ok()) << r.status().to_string();
     return job.id;
   }
@@ -77,19 +77,71 @@ TEST_F(StoreTest, IdempotencyKeyReturnsTheStoredResponseAndCreatesNothing) {
   j.request.backbone = "bert";
   j.request.train_file = "file-000000000000000000000001";
   j.request.task = {common::TaskType::kRegression, {"sentence"}, "label", {}};
+  j.created_at = 1000;
   IdempotencyKey key{"k1", "hash-1"};
-  int calls = 0;
-  auto respond = [&](const std::vector<JobRecord>& created) { return StoredResponse{201, created[0].id + std::to_string(++calls)}; };
-  auto first = store_->create_jobs("a", {j}, key, respond);
+  auto first = store_->create_jobs("a", {j}, key, 1000);
   JobRecord other = j;
   other.id = new_id("job-");
-  auto again = store_->create_jobs("a", {other}, key, respond);
+  auto again = store_->create_jobs("a", {other}, key, 2000);
   ASSERT_TRUE(first.is_ok() && again.is_ok());
-  EXPECT_EQ(first->body, again->body);
-  EXPECT_EQ(calls, 1);
+  EXPECT_FALSE(first->replayed);
+  EXPECT_TRUE(again->replayed);
+  ASSERT_EQ(again->jobs.size(), 1u);
+  EXPECT_EQ(again->jobs[0].id, j.id);
   EXPECT_FALSE(store_->get_job(other.id)->has_value());
-  auto mismatch = store_->create_jobs("a", {other}, IdempotencyKey{"k1", "hash-2"}, respond);
+  auto mismatch = store_->create_jobs("a", {other}, IdempotencyKey{"k1", "hash-2"}, 2000);
   EXPECT_EQ(mismatch.status().code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_F(StoreTest, ReplayAnswersWithTheJobsCurrentState) {
+  std::string id = create();
+  JobRecord j = job(id);
+  JobRecord fresh = j;
+  fresh.id = new_id("job-");
+  IdempotencyKey key{"k2", "hash"};
+  auto first = store_->create_jobs("a", {fresh}, key, 1000);
+  ASSERT_TRUE(first.is_ok());
+  ASSERT_TRUE(store_->cancel_job(fresh.id, 1500).is_ok());
+  auto again = store_->create_jobs("a", {fresh}, key, 2000);
+  ASSERT_TRUE(again.is_ok());
+  ASSERT_TRUE(again->replayed);
+  EXPECT_EQ(again->jobs[0].status, kCancelled);
+}
+
+TEST_F(StoreTest, ReplayOfADeletedFileSaysSo) {
+  FileRecord f{"file-000000000000000000000002", "a", "u.tsv", "tsv", "def", 10, 2, 1000, {"sentence", "label"}};
+  IdempotencyKey key{"k3", "hash"};
+  ASSERT_TRUE(store_->insert_file(f, key).is_ok());
+  ASSERT_TRUE(store_->delete_file(f.id).is_ok());
+  auto again = store_->insert_file(f, key);
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_TRUE(again->replayed);
+  EXPECT_FALSE(again->file.has_value());
+}
+
+TEST_F(StoreTest, IdempotencyKeysExpireAfterTheTtl) {
+  JobRecord j;
+  j.id = new_id("job-");
+  j.request.backbone = "bert";
+  j.request.train_file = "file-000000000000000000000001";
+  j.request.task = {common::TaskType::kRegression, {"sentence"}, "label", {}};
+  j.created_at = 1000;
+  IdempotencyKey key{"k4", "hash"};
+  ASSERT_TRUE(store_->create_jobs("a", {j}, key, 1000).is_ok());
+  const int64_t day = StoreOptions{}.idempotency_ttl_ms;
+  auto swept = store_->expire_idempotency_keys(1000 + day / 2);
+  ASSERT_TRUE(swept.is_ok());
+  EXPECT_EQ(*swept, 0);
+  // Past the TTL the key is forgotten: the same key creates a new job.
+  JobRecord later = j;
+  later.id = new_id("job-");
+  auto again = store_->create_jobs("a", {later}, key, 1001 + day);
+  ASSERT_TRUE(again.is_ok());
+  EXPECT_FALSE(again->replayed);
+  EXPECT_TRUE(store_->get_job(later.id)->has_value());
+  swept = store_->expire_idempotency_keys(2002 + 2 * day);
+  ASSERT_TRUE(swept.is_ok());
+  EXPECT_EQ(*swept, 1);
 }
 
 TEST_F(StoreTest, LeaseTakesHighestPriorityThenOldest) {

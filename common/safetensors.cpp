@@ -1,5 +1,7 @@
 #include "common/safetensors.h"
 
+#include "common/json_fields.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -13,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/file_util.h"
+#include "common/json_fields.h"
 
 namespace bitfleet::safetensors {
 namespace {
@@ -140,12 +143,11 @@ Status File::parse(std::span<const std::byte> bytes, const std::string& name) {
                                std::to_string(available) + " bytes after it");
   }
   const char* header_begin = reinterpret_cast<const char*>(bytes.data() + 8);
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(header_begin, header_begin + header_len);
-  } catch (const nlohmann::json::parse_error& e) {
-    return malformed(name, std::string("header is not JSON (byte ") + std::to_string(e.byte) + ")");
-  }
+  // parse_json, not json::parse: a number out of range ("8e888", found by fuzz_safetensors) threw
+  // an exception that ended the process.
+  auto parsed = common::parse_json(std::string_view(header_begin, header_len), "header");
+  if (!parsed.is_ok()) return malformed(name, parsed.status().message());
+  const nlohmann::json header = std::move(parsed).value();
   if (!header.is_object()) return malformed(name, "header is not a JSON object");
 
   const std::span<const std::byte> data = bytes.subspan(8 + header_len);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything bitfleet builds and tests with, on Debian 12:
 #   1. Debian packages (compilers' helpers, Boost, OpenMPI, prometheus-cpp, SQLite, nlohmann-json,
-#      GoogleTest, OpenSSL, Prometheus for promtool, wrk for the REST benchmark);
+#      GoogleTest, OpenSSL, Prometheus for promtool, wrk for the REST benchmark, clang and its
+#      libFuzzer/sanitizer runtimes for tests/fuzz);
 #   2. a Python environment outside the clone ($BITFLEET_HOME/venv-<hash of the requirements>)
 #      holding the pinned torch wheel (whose LibTorch the engine links) and the Hugging Face peers
 #      that tests compare against;
@@ -14,6 +15,7 @@ DEBIAN_PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git
   libboost-dev libopenmpi-dev openmpi-bin prometheus-cpp-dev libsqlite3-dev sqlite3
   nlohmann-json3-dev libgtest-dev libgmock-dev libssl-dev prometheus wrk
+  clang libclang-rt-14-dev
 )
 MINILM_SHA256=53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
 

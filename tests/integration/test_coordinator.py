@@ -160,7 +160,7 @@ class CoordinatorTest(unittest.TestCase):
                 r = client.call(method, path, **kwargs)
                 body = self.assert_problem(r, status, field, fragment)
                 if status == 405:
-                    self.assertEqual(r.headers.get("Allow"), "POST, GET")
+                    self.assertEqual(r.headers.get("Allow"), "POST, GET, HEAD")
                 if status == 401:
                     self.assertEqual(r.headers.get("WWW-Authenticate"), "Bearer")
                 self.assertNotIn("sqlite", body["detail"].lower())

@@ -105,6 +105,14 @@ TEST(SafetensorsTest, RejectsHeaderThatIsNotJson) {
   EXPECT_EQ(open_bytes(raw_file("[1, 2]", 0)).code(), StatusCode::kDataLoss);
 }
 
+// Found by fuzz_safetensors: a number beyond a double's range in the header threw out of the
+// reader (std::terminate) instead of being refused.
+TEST(SafetensorsTest, RejectsHeaderNumberOutOfRange) {
+  EXPECT_EQ(open_bytes(raw_file(R"({"a":{"dtype":"F32","shape":[8888e888],"data_offsets":[0,4]}})", 4)).code(),
+            StatusCode::kDataLoss);
+  EXPECT_EQ(open_bytes(raw_file("8888e888", 0)).code(), StatusCode::kDataLoss);
+}
+
 TEST(SafetensorsTest, RejectsOverlappingTensors) {
   Status s = open_bytes(raw_file(
       R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",

@@ -229,7 +229,8 @@ class FleetTest(trainlib.BackboneTestCase):
                                                     for s in range(4)]))
         config = fleetlib.prometheus_config(os.path.join(self.dir, "prometheus.yml"), {
             "bitfleet-coordinator": [f"127.0.0.1:{c.port}"],
-            "bitfleet-worker": [f"127.0.0.1:{p + r}" for p in ports for r in range(2)]})
+            "bitfleet-worker": [f"127.0.0.1:{p + r}" for p in ports for r in range(2)]},
+            token_files={"bitfleet-coordinator": os.path.join(c.data_dir, "metrics.token")})
         server = fleetlib.Prometheus(prometheus, config, os.path.join(self.dir, "tsdb"))
         self.addCleanup(server.stop)
         query = server.result

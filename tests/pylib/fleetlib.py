@@ -159,9 +159,14 @@ class Prometheus:
         self.proc.wait()
 
 
-def prometheus_config(path, targets, interval="1s"):
+def prometheus_config(path, targets, interval="1s", token_files=None):
+    """A Prometheus config scraping {job: [host:port]}; token_files {job: path} adds a bearer token
+    (the coordinator's /metrics needs its metrics token)."""
     scrape = [{"job_name": job, "scrape_interval": interval, "static_configs": [{"targets": hosts}]}
               for job, hosts in targets.items()]
+    for s in scrape:
+        if token_files and s["job_name"] in token_files:
+            s["authorization"] = {"type": "Bearer", "credentials_file": token_files[s["job_name"]]}
     with open(path, "w") as f:
         json.dump({"global": {"scrape_interval": interval}, "scrape_configs": scrape}, f)  # YAML accepts JSON
     return path

@@ -1,7 +1,5 @@
 #include "common/safetensors.h"
 
-#include "common/json_fields.h"
-
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>

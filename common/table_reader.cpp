@@ -31,6 +31,10 @@ class LineSource {
     ++number_;
     const uint64_t line_offset = offset_;
     offset_ += line.size() + 1;
+    if (line.size() > kMaxRecordBytes) {
+      status_ = bad_record(name_, number_, "a line longer than " + std::to_string(kMaxRecordBytes) + " bytes");
+      return false;
+    }
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (number_ == 1 && line.substr(0, 3) == "\xEF\xBB\xBF") line.remove_prefix(3);
     if (size_t bad = first_invalid_utf8(line); bad != std::string_view::npos) {
@@ -70,7 +74,8 @@ class StringLines : public LineSource {
   size_t start_ = 0;
 };
 
-// Reads a file in 1 MiB chunks; a line may be at most kMaxRecordBytes.
+// Reads a file in 1 MiB chunks, buffering no more than one line past kMaxRecordBytes (which
+// next() then refuses).
 class FileLines : public LineSource {
  public:
   FileLines(const std::string& path, std::string name) : LineSource(std::move(name)), in_(path, std::ios::binary) {
@@ -86,11 +91,7 @@ class FileLines : public LineSource {
         start_ = end + 1;
         return true;
       }
-      if (buffer_.size() - start_ > kMaxRecordBytes) {
-        status_ = bad_record(name_, number() + 1, "a line longer than " + std::to_string(kMaxRecordBytes) + " bytes");
-        return false;
-      }
-      if (in_.eof()) {
+      if (in_.eof() || buffer_.size() - start_ > kMaxRecordBytes) {
         if (start_ >= buffer_.size()) return false;
         line = std::string_view(buffer_).substr(start_);
         start_ = buffer_.size();

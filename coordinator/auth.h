@@ -8,7 +8,8 @@
 // Tokens come from --auth-file ({"tokens": [{"token", "tenant", "role"}]}). Without one the
 // coordinator is still secure by default: at first start it writes random tokens to
 // DATA_DIR/admin.token, DATA_DIR/worker.token and DATA_DIR/metrics.token (mode 0600), and reuses
-// them afterwards. The Authorization scheme "Bearer" is matched case-insensitively. Tokens are kept and compared as SHA-256 digests.
+// them afterwards. The Authorization scheme "Bearer" is matched case-insensitively. Tokens are
+// kept and compared as SHA-256 digests.
 // Thread-safety: immutable after construction.
 #pragma once
 

@@ -72,13 +72,14 @@ Response Service::create_file(Request& r, const Caller& c) {
   if (table->records == 0) return problem(422, "", filename + ": the file has no records", "body", r.path);
   std::error_code size_error;
   const auto bytes = std::filesystem::file_size(r.body_file, size_error);
+  if (size_error) return problem(io_error("the spooled upload: " + size_error.message()), r.path);
 
   FileRecord f;
   f.id = new_id("file-");
   f.tenant = c.principal.tenant;
   f.filename = filename;
   f.format = std::string(common::table_format_name(format));
-  f.bytes = size_error ? 0 : static_cast<int64_t>(bytes);
+  f.bytes = static_cast<int64_t>(bytes);
   f.sha256 = *digest;
   f.rows = table->records;
   f.columns = std::move(table->columns);
@@ -176,7 +177,7 @@ Response Service::create_job(Request& r, const Caller& c) {
   job.id = new_id("job-");
   job.request = std::move(request).value();
   job.created_at = now_ms();
-  auto stored = store_->create_jobs(c.principal.tenant, {job}, *key, job.created_at);
+  auto stored = store_->create_jobs(c.principal.tenant, {job}, *key);
   if (!stored.is_ok()) return problem(stored.status(), r.path, 400);
   if (!stored->replayed) metrics_.jobs_submitted(1);
   if (stored->jobs.empty()) return problem(409, "", "the job created under this Idempotency-Key is gone", "Idempotency-Key", r.path);
@@ -206,7 +207,7 @@ Response Service::create_jobs_batch(Request& r, const Caller& c) {
     job.created_at = now;
     jobs.push_back(std::move(job));
   }
-  auto stored = store_->create_jobs(c.principal.tenant, jobs, *key, now);
+  auto stored = store_->create_jobs(c.principal.tenant, jobs, *key);
   if (!stored.is_ok()) return problem(stored.status(), r.path, 400);
   if (!stored->replayed) metrics_.jobs_submitted(static_cast<int64_t>(jobs.size()));
   nlohmann::json data = nlohmann::json::array();

@@ -115,10 +115,9 @@ Result<std::optional<std::vector<std::string>>> Store::find_idempotent(const std
   BITFLEET_ASSIGN_OR_RETURN(bool found, s->step());
   if (!found) return Ids();
   if (s->integer(2) < now - options_.idempotency_ttl_ms) {
-    const std::string stale_key = key.key;
     s->reset();
     BITFLEET_ASSIGN_OR_RETURN(Statement * del, db_->prepare("DELETE FROM idempotency WHERE tenant = ?1 AND key = ?2"));
-    BITFLEET_RETURN_IF_ERROR(del->bind(1, tenant).bind(2, stale_key).run());
+    BITFLEET_RETURN_IF_ERROR(del->bind(1, tenant).bind(2, key.key).run());
     return Ids();
   }
   if (s->text(0) != key.request_hash) {
@@ -243,8 +242,9 @@ Status Store::delete_file(const std::string& id) {
 }
 
 Result<CreatedJobs> Store::create_jobs(const std::string& tenant, const std::vector<JobRecord>& jobs,
-                                       const std::optional<IdempotencyKey>& key, int64_t now) {
+                                       const std::optional<IdempotencyKey>& key) {
   std::lock_guard<std::mutex> lock(mutex_);
+  const int64_t now = jobs.empty() ? 0 : jobs.front().created_at;
   Transaction tx(*db_);
   BITFLEET_RETURN_IF_ERROR(tx.begin());
   if (key) {

@@ -43,18 +43,12 @@ def raw_request(port, head, body=b""):
     return status, data.partition(b"\r\n\r\n")[2]
 
 
-class CoordinatorTest(unittest.TestCase):
+class CoordinatorTest(coordlib.ProblemAssertions, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = lib.TempDir()
         cls.dir = cls.tmp.__enter__()
-        cls.auth_file = os.path.join(cls.dir, "auth.json")
-        with open(cls.auth_file, "w") as f:
-            json.dump({"tokens": [{"token": "token-of-tenant-a-0123", "tenant": "a"},
-                                  {"token": "token-of-tenant-b-4567", "tenant": "b"},
-                                  {"token": "token-of-the-admin-89", "tenant": "ops", "role": "admin"},
-                                  {"token": "token-of-the-workers-0", "tenant": "workers", "role": "worker"},
-                                  {"token": "token-of-the-scraper-1", "tenant": "ops", "role": "metrics"}]}, f)
+        cls.auth_file = coordlib.write_auth_file(os.path.join(cls.dir, "auth.json"))
         cls.coordinator = Coordinator(os.path.join(cls.dir, "data"), lease_seconds=2, auth_file=cls.auth_file,
                                       extra=["--max-expiries", "2", "--max-upload-mb", "1"]).start()
         url = cls.coordinator.url
@@ -76,19 +70,6 @@ class CoordinatorTest(unittest.TestCase):
         r = (client or self.a).create_job(coordlib.job_request(self.file, **hyper))
         self.assertEqual(r.status_code, 201, r.text)
         return r.json()
-
-    def assert_problem(self, r, status, field=None, fragment=None):
-        self.assertEqual(r.status_code, status, r.text)
-        self.assertEqual(r.headers["Content-Type"], "application/problem+json")
-        body = r.json()
-        self.assertEqual(body["status"], status)
-        for key in ("type", "title", "detail"):
-            self.assertIn(key, body)
-        if field is not None:
-            self.assertEqual(body.get("field"), field, body)
-        if fragment is not None:
-            self.assertIn(fragment, body["detail"])
-        return body
 
     # --- 30+ bad requests, each with its status and the field it names -------------------------
 

@@ -68,16 +68,12 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class HardeningTest(unittest.TestCase):
+class HardeningTest(coordlib.ProblemAssertions, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = lib.TempDir()
         cls.dir = cls.tmp.__enter__()
-        cls.auth_file = os.path.join(cls.dir, "auth.json")
-        with open(cls.auth_file, "w") as f:
-            json.dump({"tokens": [{"token": "token-of-tenant-a-0123", "tenant": "a"},
-                                  {"token": "token-of-the-workers-0", "tenant": "workers", "role": "worker"},
-                                  {"token": "token-of-the-scraper-1", "tenant": "ops", "role": "metrics"}]}, f)
+        cls.auth_file = coordlib.write_auth_file(os.path.join(cls.dir, "auth.json"))
         cls.data = os.path.join(cls.dir, "data")
         cls.coordinator = Coordinator(cls.data, lease_seconds=30, auth_file=cls.auth_file,
                                       extra=["--max-upload-mb", "256", "--header-timeout-seconds", "2"]).start()
@@ -96,13 +92,6 @@ class HardeningTest(unittest.TestCase):
     def tearDown(self):
         self.assertIsNone(self.coordinator.proc.poll(), "the coordinator died")
         self.assertEqual(self.a.call("GET", "/healthz").status_code, 200)
-
-    def assert_problem(self, r, status, field=None):
-        self.assertEqual(r.status_code, status, r.text)
-        self.assertEqual(r.headers["Content-Type"], "application/problem+json")
-        if field is not None:
-            self.assertEqual(r.json().get("field"), field, r.text)
-        return r.json()
 
     def post_json(self, client, path, text):
         return client.call("POST", path, data=text, headers={"Content-Type": "application/json"})

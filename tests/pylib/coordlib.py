@@ -97,6 +97,39 @@ class Client:
         return self.call("POST", "/v1/jobs", json=request, **kw)
 
 
+# Tokens of the contract tests' --auth-file: two tenants, an admin, the workers, a scraper.
+TOKENS = {"a": "token-of-tenant-a-0123", "b": "token-of-tenant-b-4567", "admin": "token-of-the-admin-89",
+          "worker": "token-of-the-workers-0", "metrics": "token-of-the-scraper-1"}
+
+
+def write_auth_file(path):
+    """An --auth-file with TOKENS: user tenants a and b, and one token of each other role."""
+    entries = [{"token": TOKENS["a"], "tenant": "a"}, {"token": TOKENS["b"], "tenant": "b"},
+               {"token": TOKENS["admin"], "tenant": "ops", "role": "admin"},
+               {"token": TOKENS["worker"], "tenant": "workers", "role": "worker"},
+               {"token": TOKENS["metrics"], "tenant": "ops", "role": "metrics"}]
+    with open(path, "w") as f:
+        json.dump({"tokens": entries}, f)
+    return path
+
+
+class ProblemAssertions:
+    """A unittest.TestCase mixin: assert_problem checks an RFC 9457 answer and the field it names."""
+
+    def assert_problem(self, r, status, field=None, fragment=None):
+        self.assertEqual(r.status_code, status, r.text)
+        self.assertEqual(r.headers["Content-Type"], "application/problem+json")
+        body = r.json()
+        self.assertEqual(body["status"], status)
+        for key in ("type", "title", "detail"):
+            self.assertIn(key, body)
+        if field is not None:
+            self.assertEqual(body.get("field"), field, body)
+        if fragment is not None:
+            self.assertIn(fragment, body["detail"])
+        return body
+
+
 def job_request(train_file, validation_file=None, **hyper):
     request = {"backbone": "test-backbone", "train_file": train_file,
                "task": {"type": "classification", "text_fields": ["sentence"], "label_field": "label",

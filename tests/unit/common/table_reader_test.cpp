@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 namespace bitfleet::common {
 namespace {
 
@@ -72,6 +74,44 @@ TEST(TableReaderTest, ColumnsResolveByNameOrIndex) {
   ASSERT_FALSE(missing.is_ok());
   EXPECT_EQ(missing.status().field(), "task.text_fields[0]");
   EXPECT_NE(missing.status().message().find("index, sentence, label"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace bitfleet::common
+
+namespace bitfleet::common {
+namespace {
+
+TEST(TableReaderTest, ALineLongerThanTheRecordLimitNamesItsLine) {
+  const std::string content = "a\tb\n" + std::string(kMaxRecordBytes + 1, 'x') + "\t1\n";
+  auto t = read_table(content, TableFormat::kTsv, "x.tsv");
+  ASSERT_FALSE(t.is_ok());
+  EXPECT_NE(t.status().message().find("x.tsv:2: a line longer than"), std::string::npos) << t.status().message();
+}
+
+// The coordinator checks uploads with scan_table_file, workers read them with read_table: both
+// must agree on what a file holds and on what is wrong with it, also across 1 MiB read chunks.
+TEST(TableReaderTest, StreamingAFileAgreesWithReadingItWhole) {
+  const std::string path = ::testing::TempDir() + "/table_reader_stream.csv";
+  std::string content = "text,label\n";
+  for (int i = 0; i < 60000; ++i) content += "\"row " + std::to_string(i) + ",\nwith a quoted newline\",l" + std::to_string(i % 3) + "\n";
+  for (const std::string& tail : {std::string(), std::string("\"never closed,x\n")}) {
+    {
+      std::ofstream out(path, std::ios::binary);
+      out << content << tail;
+    }
+    auto whole = read_table(content + tail, TableFormat::kCsv, "s.csv");
+    auto streamed = scan_table_file(path, TableFormat::kCsv, "s.csv");
+    ASSERT_EQ(whole.is_ok(), streamed.is_ok());
+    if (whole.is_ok()) {
+      EXPECT_EQ(streamed->records, 60000);
+      EXPECT_EQ(static_cast<int64_t>(whole->records.size()), streamed->records);
+      EXPECT_EQ(whole->columns, streamed->columns);
+    } else {
+      EXPECT_EQ(whole.status().message(), streamed.status().message());
+      EXPECT_NE(streamed.status().message().find("s.csv:120002:"), std::string::npos) << streamed.status().message();
+    }
+  }
 }
 
 }  // namespace

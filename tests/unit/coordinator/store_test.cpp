@@ -45,7 +45,7 @@ class StoreTest : public ::testing::Test {
     for (int i = 0; i < labels; ++i) job.request.task.labels.push_back("l" + std::to_string(i));
     job.request.priority = priority;
     job.created_at = at;
-    auto r = store_->create_jobs("a", {job}, std::nullopt, at);
+    auto r = store_->create_jobs("a", {job}, std::nullopt);
     EXPECT_TRUE(r.is_ok()) << r.status().to_string();
     return job.id;
   }
@@ -57,6 +57,16 @@ class StoreTest : public ::testing::Test {
     return ids;
   }
   JobRecord job(const std::string& id) { return **store_->get_job(id); }
+  // A regression job not yet stored, created at `at`.
+  static JobRecord regression_job(int64_t at) {
+    JobRecord j;
+    j.id = new_id("job-");
+    j.request.backbone = "bert";
+    j.request.train_file = "file-000000000000000000000001";
+    j.request.task = {common::TaskType::kRegression, {"sentence"}, "label", {}};
+    j.created_at = at;
+    return j;
+  }
 
   static constexpr const char* kGroup = "wg-000000000000000000000001";
   std::filesystem::path dir_;
@@ -72,37 +82,30 @@ TEST_F(StoreTest, ReopeningKeepsDataAndSchemaVersion) {
 }
 
 TEST_F(StoreTest, IdempotencyKeyReturnsTheStoredResponseAndCreatesNothing) {
-  JobRecord j;
-  j.id = new_id("job-");
-  j.request.backbone = "bert";
-  j.request.train_file = "file-000000000000000000000001";
-  j.request.task = {common::TaskType::kRegression, {"sentence"}, "label", {}};
-  j.created_at = 1000;
+  JobRecord j = regression_job(1000);
   IdempotencyKey key{"k1", "hash-1"};
-  auto first = store_->create_jobs("a", {j}, key, 1000);
-  JobRecord other = j;
-  other.id = new_id("job-");
-  auto again = store_->create_jobs("a", {other}, key, 2000);
+  auto first = store_->create_jobs("a", {j}, key);
+  JobRecord other = regression_job(2000);
+  auto again = store_->create_jobs("a", {other}, key);
   ASSERT_TRUE(first.is_ok() && again.is_ok());
   EXPECT_FALSE(first->replayed);
   EXPECT_TRUE(again->replayed);
   ASSERT_EQ(again->jobs.size(), 1u);
   EXPECT_EQ(again->jobs[0].id, j.id);
   EXPECT_FALSE(store_->get_job(other.id)->has_value());
-  auto mismatch = store_->create_jobs("a", {other}, IdempotencyKey{"k1", "hash-2"}, 2000);
+  auto mismatch = store_->create_jobs("a", {other}, IdempotencyKey{"k1", "hash-2"});
   EXPECT_EQ(mismatch.status().code(), StatusCode::kFailedPrecondition);
 }
 
 TEST_F(StoreTest, ReplayAnswersWithTheJobsCurrentState) {
-  std::string id = create();
-  JobRecord j = job(id);
-  JobRecord fresh = j;
-  fresh.id = new_id("job-");
+  JobRecord fresh = regression_job(1000);
   IdempotencyKey key{"k2", "hash"};
-  auto first = store_->create_jobs("a", {fresh}, key, 1000);
+  auto first = store_->create_jobs("a", {fresh}, key);
   ASSERT_TRUE(first.is_ok());
   ASSERT_TRUE(store_->cancel_job(fresh.id, 1500).is_ok());
-  auto again = store_->create_jobs("a", {fresh}, key, 2000);
+  JobRecord retry = fresh;
+  retry.created_at = 2000;
+  auto again = store_->create_jobs("a", {retry}, key);
   ASSERT_TRUE(again.is_ok());
   ASSERT_TRUE(again->replayed);
   EXPECT_EQ(again->jobs[0].status, kCancelled);
@@ -120,22 +123,15 @@ TEST_F(StoreTest, ReplayOfADeletedFileSaysSo) {
 }
 
 TEST_F(StoreTest, IdempotencyKeysExpireAfterTheTtl) {
-  JobRecord j;
-  j.id = new_id("job-");
-  j.request.backbone = "bert";
-  j.request.train_file = "file-000000000000000000000001";
-  j.request.task = {common::TaskType::kRegression, {"sentence"}, "label", {}};
-  j.created_at = 1000;
   IdempotencyKey key{"k4", "hash"};
-  ASSERT_TRUE(store_->create_jobs("a", {j}, key, 1000).is_ok());
+  ASSERT_TRUE(store_->create_jobs("a", {regression_job(1000)}, key).is_ok());
   const int64_t day = StoreOptions{}.idempotency_ttl_ms;
   auto swept = store_->expire_idempotency_keys(1000 + day / 2);
   ASSERT_TRUE(swept.is_ok());
   EXPECT_EQ(*swept, 0);
   // Past the TTL the key is forgotten: the same key creates a new job.
-  JobRecord later = j;
-  later.id = new_id("job-");
-  auto again = store_->create_jobs("a", {later}, key, 1001 + day);
+  JobRecord later = regression_job(1001 + day);
+  auto again = store_->create_jobs("a", {later}, key);
   ASSERT_TRUE(again.is_ok());
   EXPECT_FALSE(again->replayed);
   EXPECT_TRUE(store_->get_job(later.id)->has_value());

@@ -179,7 +179,6 @@ Status GroupRunner::setup() {
     a.max_labels = options_.max_labels;
     a.max_seq_len = backbone_->config().max_sequence_length();
     agent_ = std::make_unique<agent::Agent>(a);
-    agent_->set_capacity(options_.slots);
     agent_->start();
   }
   return Status::ok();
@@ -194,6 +193,7 @@ void GroupRunner::abort(const Status& why) {
 Plan GroupRunner::make_plan() {
   Plan plan;
   plan.stop = stop_.load();
+  if (plan.stop) agent_->stop_leasing();
   if (trainer_->active_count() == 0 && !plan.stop) agent_->wait_for_work(std::chrono::milliseconds(200));
   for (const auto& id : agent_->take_dropped()) {
     for (const auto& [slot, info] : slots_) {
@@ -349,17 +349,17 @@ void GroupRunner::update_agent() {
     progress.push_back({info.job_id, info.attempt, p.step, p.total_steps, info.last_loss});
   }
   agent_->set_progress(std::move(progress));
-  agent_->set_capacity(options_.slots - trainer_->active_count());
 }
 
 void GroupRunner::shutdown() {
   if (!leader_) return;
-  // Every slot checkpoints and gives its lease back, so the jobs resume elsewhere at once.
+  // Every slot checkpoints and gives its lease back, so the jobs resume elsewhere at once; no
+  // new lease may fill the slots they leave.
+  agent_->stop_leasing();
   for (const auto& [slot, info] : slots_) {
     agent_->upload_checkpoint(info.job_id, info.attempt, trainer_->progress(slot).step, trainer_->checkpoint(slot));
     agent_->release(info.job_id, info.attempt);
   }
-  agent_->set_capacity(0);
   if (!agent_->drain(std::chrono::seconds(30))) BITFLEET_LOG(kWarning) << "left with reports the coordinator did not take";
   agent_->stop();
   BITFLEET_LOG(kInfo) << "the worker group left cleanly (" << slots_.size() << " jobs handed back)";

@@ -71,6 +71,8 @@ class FleetTest(trainlib.BackboneTestCase):
         ids = self.submit(client, requests_)
         jobs = self.wait_done(client, ids)
         self.assertEqual([j["status"] for j in jobs], ["succeeded"] * 40, [j["error"] for j in jobs])
+        # No fault, so no hand-over: a group never leases more than it can admit (issue 13).
+        self.assertEqual([j["attempt"] for j in jobs], [1] * 40)
         workers = client.call("GET", "/v1/workers").json()["data"]
         self.assertEqual(len(workers), 2)
         ran_on = {e["data"].get("worker_group") for i in ids for e in

@@ -1,5 +1,6 @@
 #include "worker/agent/agent.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "common/log.h"
@@ -53,11 +54,17 @@ std::vector<std::string> Agent::take_dropped() {
   return std::exchange(dropped_, {});
 }
 
-void Agent::set_capacity(int64_t free_slots) {
+void Agent::stop_leasing() {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (free_slots > capacity_) lease_now_ = true;
-  capacity_ = free_slots;
-  if (lease_now_) wake_.notify_all();
+  leasing_ = false;
+}
+
+int64_t Agent::free_slots() const {
+  return leasing_ ? std::max<int64_t>(0, options_.slots - static_cast<int64_t>(held_.size())) : 0;
+}
+
+void Agent::let_go(const std::string& job_id) {
+  if (held_.erase(job_id) > 0) lease_now_ = true;
 }
 
 void Agent::set_progress(std::vector<JobProgress> jobs) {
@@ -73,6 +80,9 @@ void Agent::wait_for_work(std::chrono::milliseconds timeout) {
 void Agent::push(Report report) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (report.kind == Report::kComplete || report.kind == Report::kFail || report.kind == Report::kRelease) {
+      let_go(report.job_id);
+    }
     outbox_.push_back(std::move(report));
   }
   wake_.notify_all();
@@ -163,7 +173,7 @@ void Agent::heartbeat() {
       jobs.push_back({{"id", p.job_id}, {"attempt", p.attempt}, {"step", p.step}, {"total_steps", p.total_steps},
                       {"train_loss", std::isfinite(p.train_loss) ? json(p.train_loss) : json()}});
     }
-    capacity = capacity_;
+    capacity = free_slots();
     group = group_id_;
   }
   auto r = client_->request("POST", "/internal/v1/workers/" + group + "/heartbeat",
@@ -184,7 +194,10 @@ void Agent::heartbeat() {
   }
   // Parsed into a named value first: a range-for over a member of a temporary dangles (pre-C++23).
   const json reply = json::parse(r->body);
-  for (const auto& id : reply["cancel"]) dropped_.push_back(id.get<std::string>());
+  for (const auto& id : reply["cancel"]) {
+    dropped_.push_back(id.get<std::string>());
+    let_go(dropped_.back());
+  }
   if (!dropped_.empty()) loop_wake_.notify_all();
 }
 
@@ -193,7 +206,7 @@ void Agent::lease() {
   std::string group;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    wanted = capacity_ - static_cast<int64_t>(leased_.size());
+    wanted = free_slots();
     group = group_id_;
     lease_now_ = false;
     next_lease_ = Clock::now() + options_.lease_poll;
@@ -217,9 +230,9 @@ void Agent::lease() {
   std::lock_guard<std::mutex> lock(mutex_);
   for (auto& job : jobs) {
     BITFLEET_LOG(kInfo) << "leased " << job.id << " (attempt " << job.attempt << ")";
+    held_.insert(job.id);
     leased_.push_back(std::move(job));
   }
-  capacity_ -= static_cast<int64_t>(jobs.size());
   loop_wake_.notify_all();
 }
 
@@ -275,7 +288,7 @@ void Agent::run() {
       std::lock_guard<std::mutex> lock(mutex_);
       const auto now = Clock::now();
       heartbeat_due = now >= next_heartbeat_;
-      lease_due = capacity_ > static_cast<int64_t>(leased_.size()) && (lease_now_ || now >= next_lease_);
+      lease_due = free_slots() > 0 && (lease_now_ || now >= next_lease_);
     }
     if (heartbeat_due) heartbeat();
     if (lease_due && registered_) lease();

@@ -1,7 +1,9 @@
 // Agent: rank 0's client of the coordinator. Only rank 0 speaks HTTP to the coordinator.
 //
-// A thread registers the worker group, leases queued jobs whenever the training loop has free
-// capacity, heartbeats with every running job's progress (learning which jobs to drop: cancelled
+// A thread registers the worker group, leases queued jobs whenever the group holds fewer than
+// `slots` (a job is held from its lease until the loop completes, fails or releases it, or the
+// coordinator drops it — so a job taken by the loop but not yet in a slot still counts, and the
+// group never leases more than it can admit), heartbeats with every running job's progress (learning which jobs to drop: cancelled
 // or leased to another attempt), and sends the loop's reports — events, checkpoints, artifacts,
 // completions, failures, releases — in the order the loop made them. Transport errors and 5xx are
 // retried with backoff (a restarting coordinator loses nothing); a report the coordinator refuses
@@ -19,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -74,7 +77,8 @@ class Agent {
   // The loop's side.
   std::vector<LeasedJob> take_leased();
   std::vector<std::string> take_dropped();  // job ids the coordinator no longer leases to us
-  void set_capacity(int64_t free_slots);
+  // No more leases (the group is leaving); held jobs are released by the loop.
+  void stop_leasing();
   void set_progress(std::vector<JobProgress> jobs);
   void send_events(const std::string& job_id, int64_t attempt, nlohmann::json events);
   // A newer checkpoint of a job replaces one still waiting to be sent.
@@ -106,6 +110,10 @@ class Agent {
   // Sends the oldest report; false when it could not be sent now (retry later).
   bool send(Report& report);
   void push(Report report);
+  // The loop is done with `job_id`: its slot is free. Caller holds mutex_.
+  void let_go(const std::string& job_id);
+  // Slots free for new leases. Caller holds mutex_.
+  int64_t free_slots() const;
 
   AgentOptions options_;
   std::unique_ptr<net::HttpClient> client_;
@@ -121,7 +129,8 @@ class Agent {
   std::vector<LeasedJob> leased_;
   std::vector<std::string> dropped_;
   std::vector<JobProgress> progress_;
-  int64_t capacity_ = 0;
+  std::set<std::string> held_;  // leased and not yet let go
+  bool leasing_ = true;
   bool lease_now_ = true;
   std::chrono::steady_clock::time_point next_heartbeat_{}, next_lease_{};
   std::chrono::milliseconds heartbeat_every_{std::chrono::seconds(5)};

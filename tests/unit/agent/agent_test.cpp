@@ -74,7 +74,6 @@ class AgentTest : public ::testing::Test {
     o.slots = slots;
     o.lease_poll = 100ms;
     auto a = std::make_unique<Agent>(o);
-    a->set_capacity(slots);
     a->start();
     return a;
   }
@@ -108,12 +107,32 @@ TEST_F(AgentTest, LeasesQueuedJobsUpToItsCapacity) {
   EXPECT_EQ(status_of(ids[2]), "queued");
 }
 
+// A job counts against the group's slots from its lease until the loop lets it go, also while the
+// loop has taken it but not yet put it in a slot: the group never leases more than it can admit
+// (over-leasing released the surplus at once, bumping every attempt), and a freed slot is
+// refilled without waiting for the loop to say so.
+TEST_F(AgentTest, HoldsNoMoreJobsThanSlotsUntilTheLoopLetsThemGo) {
+  std::vector<std::string> ids = {create_job(), create_job(), create_job(), create_job()};
+  auto agent = make_agent(2);
+  auto leased = wait_for_leases(*agent, 2);
+  ASSERT_EQ(leased.size(), 2u);
+  std::this_thread::sleep_for(400ms);  // several lease polls
+  EXPECT_TRUE(agent->take_leased().empty());
+  EXPECT_EQ(status_of(ids[2]), "queued");
+  agent->release(leased[0].id, leased[0].attempt);
+  auto refill = wait_for_leases(*agent, 1);
+  ASSERT_EQ(refill.size(), 1u);
+  EXPECT_NE(refill[0].id, leased[1].id);
+  std::this_thread::sleep_for(400ms);
+  EXPECT_TRUE(agent->take_leased().empty());
+}
+
 TEST_F(AgentTest, HeartbeatsKeepLeasesAlive) {
   std::string id = create_job();
   auto agent = make_agent(1);
   auto leased = wait_for_leases(*agent, 1);
   ASSERT_EQ(leased.size(), 1u);
-  agent->set_capacity(0);
+  agent->stop_leasing();
   agent->set_progress({{id, leased[0].attempt, 3, 10}});
   std::this_thread::sleep_for(4500ms);  // longer than the 3 s lease
   service_->sweep();

@@ -64,6 +64,8 @@ UPDATE idempotency SET resource_ids = CASE
   ELSE '[]' END;
 CREATE INDEX idempotency_by_age ON idempotency(created_at);
 )sql",
+    // 4: leases go by fair share across tenants, then priority, then age (next_in_fair_share).
+    "CREATE INDEX jobs_fair_queue ON jobs(status, backbone, tenant, priority DESC, seq);",
 };
 
 }  // namespace

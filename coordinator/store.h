@@ -158,7 +158,9 @@ class Store {
   Result<std::vector<WorkerRecord>> list_workers();
 
   // Scheduling: hands a group up to `count` queued jobs for its backbone that fit its limits, by
-  // priority then age, each under a new lease (attempt + 1) until now + lease_ms.
+  // fair share across tenants (the tenant with the fewest running jobs first: one tenant's
+  // thousand queued jobs do not starve another's one), then priority, then age, each under a new
+  // lease (attempt + 1) until now + lease_ms.
   Result<std::vector<LeasedJob>> lease_jobs(const std::string& worker_id, int64_t count, int64_t now,
                                             int64_t lease_ms);
   // Renews the leases the group still holds; returns the reported jobs it must drop (cancelled,
@@ -200,6 +202,8 @@ class Store {
   Status save_idempotent(const std::string& tenant, const IdempotencyKey& key, const std::vector<std::string>& ids,
                          int64_t now);
   Result<std::optional<FileRecord>> load_file(const std::string& id);
+  // The queued jobs lease_jobs hands `worker`, in order.
+  Result<std::vector<JobRecord>> next_in_fair_share(const WorkerRecord& worker, int64_t count);
   Result<std::optional<JobRecord>> load_job(const std::string& id);
   // The job, if (worker, attempt) holds its lease; Conflict otherwise.
   Result<JobRecord> leased_job(const std::string& job_id, const std::string& worker_id, int64_t attempt);

@@ -1,4 +1,8 @@
 // Store: worker groups, leases and the reports workers make under them.
+#include <deque>
+#include <map>
+#include <tuple>
+
 #include "coordinator/store.h"
 #include "coordinator/store_rows.h"
 
@@ -61,6 +65,74 @@ Result<std::vector<WorkerRecord>> Store::list_workers() {
   return out;
 }
 
+Result<std::vector<JobRecord>> Store::next_in_fair_share(const WorkerRecord& worker, int64_t count) {
+  // Running jobs per tenant: the share each already has.
+  std::map<std::string, int64_t> share;
+  BITFLEET_ASSIGN_OR_RETURN(Statement * r, db_->prepare(
+      "SELECT tenant, COUNT(*) FROM jobs WHERE status = 'running' GROUP BY tenant"));
+  while (true) {
+    BITFLEET_ASSIGN_OR_RETURN(bool row, r->step());
+    if (!row) break;
+    share[r->text(0)] = r->integer(1);
+  }
+  // Tenants with queued jobs for this backbone, by a skip-scan of jobs_fair_queue: one index
+  // probe per tenant, however many jobs each has queued.
+  std::vector<std::string> tenants;
+  BITFLEET_ASSIGN_OR_RETURN(Statement * t, db_->prepare(
+      "WITH RECURSIVE t(tenant) AS ("
+      "  SELECT MIN(tenant) FROM jobs WHERE status = 'queued' AND backbone = ?1"
+      "  UNION ALL SELECT (SELECT MIN(tenant) FROM jobs WHERE status = 'queued' AND backbone = ?1 AND tenant > t.tenant)"
+      "  FROM t WHERE t.tenant IS NOT NULL) "
+      "SELECT tenant FROM t WHERE tenant IS NOT NULL"));
+  t->bind(1, worker.backbone);
+  while (true) {
+    BITFLEET_ASSIGN_OR_RETURN(bool row, t->step());
+    if (!row) break;
+    tenants.push_back(t->text(0));
+  }
+  // Each tenant's next `count` jobs that this group can run, by priority then age (jobs with more
+  // labels or positions than the group has are left for another group).
+  std::vector<std::deque<JobRecord>> queues;
+  BITFLEET_ASSIGN_OR_RETURN(Statement * q, db_->prepare(
+      "SELECT " + std::string(kJobColumns) + " FROM jobs WHERE status = 'queued' AND backbone = ?1 AND tenant = ?2 "
+      "ORDER BY priority DESC, seq LIMIT ?3"));
+  for (const auto& tenant : tenants) {
+    std::deque<JobRecord> fits;
+    q->bind(1, worker.backbone).bind(2, tenant).bind(3, count * 8 + 16);
+    while (static_cast<int64_t>(fits.size()) < count) {
+      BITFLEET_ASSIGN_OR_RETURN(bool row, q->step());
+      if (!row) break;
+      BITFLEET_ASSIGN_OR_RETURN(JobRecord job, job_from_row(*q));
+      if (job.request.task.num_outputs() > worker.max_labels) continue;
+      if (job.request.hyperparameters.max_seq_len > worker.max_seq_len) continue;
+      fits.push_back(std::move(job));
+    }
+    q->reset();
+    if (!fits.empty()) queues.push_back(std::move(fits));
+  }
+  // Fair share first: the next job goes to the tenant with the fewest running (counting those
+  // picked here); ties by the head job's priority, then its age.
+  std::vector<JobRecord> picked;
+  while (static_cast<int64_t>(picked.size()) < count) {
+    std::deque<JobRecord>* best = nullptr;
+    for (auto& queue : queues) {
+      if (queue.empty()) continue;
+      if (best == nullptr) {
+        best = &queue;
+        continue;
+      }
+      const JobRecord &a = queue.front(), &b = best->front();
+      const int64_t share_a = share[a.tenant], share_b = share[b.tenant];
+      if (std::tie(share_a, b.request.priority, a.seq) < std::tie(share_b, a.request.priority, b.seq)) best = &queue;
+    }
+    if (best == nullptr) break;
+    ++share[best->front().tenant];
+    picked.push_back(std::move(best->front()));
+    best->pop_front();
+  }
+  return picked;
+}
+
 Result<std::vector<LeasedJob>> Store::lease_jobs(const std::string& worker_id, int64_t count, int64_t now,
                                                  int64_t lease_ms) {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -73,22 +145,8 @@ Result<std::vector<LeasedJob>> Store::lease_jobs(const std::string& worker_id, i
   const WorkerRecord worker = worker_from_row(*w);
   w->reset();
 
-  // Candidates by priority, then age, for this backbone; jobs the group cannot run are skipped
-  // (another group with larger heads or positions takes them). Read first, then update.
-  std::vector<JobRecord> picked;
-  BITFLEET_ASSIGN_OR_RETURN(Statement * q, db_->prepare(
-      "SELECT " + std::string(kJobColumns) + " FROM jobs WHERE status = 'queued' AND backbone = ?1 "
-      "ORDER BY priority DESC, seq LIMIT ?2"));
-  q->bind(1, worker.backbone).bind(2, count * 8 + 16);
-  while (static_cast<int64_t>(picked.size()) < count) {
-    BITFLEET_ASSIGN_OR_RETURN(bool row, q->step());
-    if (!row) break;
-    BITFLEET_ASSIGN_OR_RETURN(JobRecord job, job_from_row(*q));
-    if (job.request.task.num_outputs() > worker.max_labels) continue;
-    if (job.request.hyperparameters.max_seq_len > worker.max_seq_len) continue;
-    picked.push_back(std::move(job));
-  }
-  q->reset();
+  // Read first, then update.
+  BITFLEET_ASSIGN_OR_RETURN(std::vector<JobRecord> picked, next_in_fair_share(worker, count));
 
   std::vector<LeasedJob> out;
   for (auto& job : picked) {
@@ -108,16 +166,14 @@ Result<std::vector<LeasedJob>> Store::lease_jobs(const std::string& worker_id, i
     job.status = kRunning;
     job.worker_id = worker_id;
     LeasedJob leased{job, {}, std::nullopt};
-    auto load_file = [&](const std::string& id) -> Result<FileRecord> {
-      BITFLEET_ASSIGN_OR_RETURN(Statement * f, db_->prepare("SELECT " + std::string(kFileColumns) + " FROM files WHERE id = ?1"));
-      f->bind(1, id);
-      BITFLEET_ASSIGN_OR_RETURN(bool found, f->step());
-      if (!found) return data_loss("job " + job.id + " names file " + id + ", which is gone");
-      return file_from_row(*f);
+    auto existing_file = [&](const std::string& id) -> Result<FileRecord> {
+      BITFLEET_ASSIGN_OR_RETURN(std::optional<FileRecord> f, load_file(id));
+      if (!f) return data_loss("job " + job.id + " names file " + id + ", which is gone");
+      return std::move(*f);
     };
-    BITFLEET_ASSIGN_OR_RETURN(leased.train_file, load_file(job.request.train_file));
+    BITFLEET_ASSIGN_OR_RETURN(leased.train_file, existing_file(job.request.train_file));
     if (!job.request.validation_file.empty()) {
-      BITFLEET_ASSIGN_OR_RETURN(FileRecord v, load_file(job.request.validation_file));
+      BITFLEET_ASSIGN_OR_RETURN(FileRecord v, existing_file(job.request.validation_file));
       leased.validation_file = std::move(v);
     }
     out.push_back(std::move(leased));

@@ -18,6 +18,7 @@ source "$root/deploy/lib/env.sh"
 modes=("$@")
 [ ${#modes[@]} -eq 0 ] && modes=(address thread)
 export BITFLEET_MINILM_DIR=$(bitfleet_minilm_dir)
+export BITFLEET_SANITIZER=1  # tests that measure memory or time skip themselves
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:strict_init_order=1

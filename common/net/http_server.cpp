@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <limits>
 #include <mutex>
+#include <optional>
 
 #include "common/log.h"
 #include "common/net/problem.h"
@@ -27,9 +28,11 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 struct HttpServer::State {
-  asio::io_context io;
+  // Optional so that stop() can destroy them: the handlers still queued hold the sessions, and
+  // the sessions hold this State, so only destroying the io_context breaks that cycle.
+  std::optional<asio::io_context> io{std::in_place};
   asio::thread_pool handlers;
-  tcp::acceptor acceptor{io};
+  std::optional<tcp::acceptor> acceptor{std::in_place, *io};
   ServerOptions options;
   std::atomic<bool> stopping{false};
   std::atomic<int> connections{0};  // live sessions, capped at options.max_connections
@@ -307,7 +310,7 @@ void accept_next(std::shared_ptr<HttpServer::State> state);
 // Resumes accepting after `delay`: at the connection cap, or when the process is out of file
 // descriptors (EMFILE), accepting at once would spin; connections wait in the listen backlog.
 void accept_after(std::shared_ptr<HttpServer::State> state, std::chrono::milliseconds delay) {
-  auto timer = std::make_shared<asio::steady_timer>(state->io, delay);
+  auto timer = std::make_shared<asio::steady_timer>(*state->io, delay);
   timer->async_wait([state, timer](beast::error_code) {
     if (!state->stopping) accept_next(state);
   });
@@ -315,7 +318,7 @@ void accept_after(std::shared_ptr<HttpServer::State> state, std::chrono::millise
 
 void accept_next(std::shared_ptr<HttpServer::State> state) {
   if (state->connections >= state->options.max_connections) return accept_after(state, std::chrono::milliseconds(10));
-  state->acceptor.async_accept(asio::make_strand(state->io), [state](beast::error_code ec, tcp::socket socket) {
+  state->acceptor->async_accept(asio::make_strand(*state->io), [state](beast::error_code ec, tcp::socket socket) {
     if (state->stopping) return;
     if (!ec) {
       std::make_shared<Session>(std::move(socket), state)->run();
@@ -343,7 +346,7 @@ Status HttpServer::start() {
   auto address = asio::ip::make_address(options_.host, ec);
   if (ec) return invalid_argument("--listen: \"" + options_.host + "\" is not an IP address");
   tcp::endpoint endpoint(address, options_.port);
-  auto& acceptor = state_->acceptor;
+  auto& acceptor = *state_->acceptor;
   acceptor.open(endpoint.protocol(), ec);
   if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor.bind(endpoint, ec);
@@ -352,7 +355,7 @@ Status HttpServer::start() {
   bound_port_ = acceptor.local_endpoint().port();
   accept_next(state_);
   for (int i = 0; i < std::max(1, options_.io_threads); ++i) {
-    io_threads_.emplace_back([state = state_] { state->io.run(); });
+    io_threads_.emplace_back([state = state_] { state->io->run(); });
   }
   running_ = true;
   return Status::ok();
@@ -362,18 +365,22 @@ void HttpServer::stop(std::chrono::milliseconds grace) {
   if (!running_) return;
   running_ = false;
   state_->stopping = true;
-  asio::post(state_->io, [state = state_] {
+  asio::post(*state_->io, [state = state_] {
     beast::error_code ec;
-    state->acceptor.close(ec);
+    state->acceptor->close(ec);
   });
   {
     std::unique_lock<std::mutex> lock(state_->mutex);
     state_->idle.wait_for(lock, grace, [&] { return state_->in_flight == 0; });
   }
-  state_->io.stop();
+  state_->io->stop();
   for (auto& t : io_threads_) t.join();
   io_threads_.clear();
   state_->handlers.join();
+  // Handlers still queued (reads waiting on idle connections, writes posted by the pool) are
+  // destroyed with the io_context, and the sessions with them; then nothing holds State but us.
+  state_->acceptor.reset();
+  state_->io.reset();
 }
 
 }  // namespace bitfleet::net

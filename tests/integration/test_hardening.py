@@ -145,6 +145,7 @@ class HardeningTest(coordlib.ProblemAssertions, unittest.TestCase):
 
     # --- uploads: memory, names, orphans --------------------------------------------------------
 
+    @unittest.skipIf(os.environ.get("BITFLEET_SANITIZER"), "ASan's quarantine keeps freed memory: RSS means nothing there")
     def test_a_100_mb_upload_costs_bounded_memory(self):
         path = os.path.join(self.dir, "large.tsv")
         row = b"a short sentence of text\t1\n"

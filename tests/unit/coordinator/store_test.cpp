@@ -34,7 +34,8 @@ class StoreTest : public ::testing::Test {
     store_ = std::move(s).value();
   }
 
-  std::string create(int priority = 0, int labels = 2, int64_t at = 1000, const std::string& backbone = "bert") {
+  std::string create(int priority = 0, int labels = 2, int64_t at = 1000, const std::string& backbone = "bert",
+                     const std::string& tenant = "a") {
     JobRecord job;
     job.id = new_id("job-");
     job.request.backbone = backbone;
@@ -45,7 +46,7 @@ class StoreTest : public ::testing::Test {
     for (int i = 0; i < labels; ++i) job.request.task.labels.push_back("l" + std::to_string(i));
     job.request.priority = priority;
     job.created_at = at;
-    auto r = store_->create_jobs("a", {job}, std::nullopt);
+    auto r = store_->create_jobs(tenant, {job}, std::nullopt);
     EXPECT_TRUE(r.is_ok()) << r.status().to_string();
     return job.id;
   }
@@ -138,6 +139,19 @@ TEST_F(StoreTest, IdempotencyKeysExpireAfterTheTtl) {
   swept = store_->expire_idempotency_keys(2002 + 2 * day);
   ASSERT_TRUE(swept.is_ok());
   EXPECT_EQ(*swept, 1);
+}
+
+TEST_F(StoreTest, LeaseGoesByFairShareAcrossTenantsBeforePriorityAndAge) {
+  std::vector<std::string> a_jobs;
+  for (int i = 0; i < 100; ++i) a_jobs.push_back(create(5, 2, 1000 + i));
+  const std::string b_job = create(0, 2, 5000, "bert", "b");  // later, and lower priority
+  // Tenant b's one job is among the first handed out, not after a's hundred.
+  EXPECT_EQ(lease(2, 6000), (std::vector<std::string>{a_jobs[0], b_job}));
+  // With a holding one running job and b none, a new b job goes before a's next ones.
+  const std::string b_next = create(0, 2, 7000, "bert", "b");
+  ASSERT_TRUE(store_->fail_job(b_job, kGroup, 1, "done with", 7100).is_ok());
+  EXPECT_EQ(lease(1, 8000), (std::vector<std::string>{b_next}));
+  EXPECT_EQ(lease(2, 8000), (std::vector<std::string>{a_jobs[1], a_jobs[2]}));
 }
 
 TEST_F(StoreTest, LeaseTakesHighestPriorityThenOldest) {

@@ -92,9 +92,12 @@ std::optional<Principal> Auth::authenticate(std::string_view authorization) cons
   }
   std::string_view token = authorization.substr(kBearer.size());
   while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
-  auto it = by_digest_.find(net::sha256_hex(token));
+  std::string digest = net::sha256_hex(token);
+  auto it = by_digest_.find(digest);
   if (it == by_digest_.end()) return std::nullopt;
-  return it->second;
+  Principal p = it->second;
+  p.token_digest = std::move(digest);
+  return p;
 }
 
 }  // namespace bitfleet::coordinator

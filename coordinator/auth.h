@@ -27,6 +27,7 @@ enum class Role { kUser, kAdmin, kWorker, kMetrics };
 struct Principal {
   std::string tenant;
   Role role = Role::kUser;
+  std::string token_digest;  // which token (its SHA-256): the key of per-token rate limits
 };
 
 class Auth {

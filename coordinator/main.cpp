@@ -1,5 +1,8 @@
 // bitfleet-coordinator --listen HOST:PORT --data-dir DIR [--auth-file FILE] [--lease-seconds N]
 //                      [--max-expiries N] [--io-threads N] [--handler-threads N] [--max-upload-mb N]
+//                      [--max-connections N] [--header-timeout-seconds N]
+//                      [--max-queued-jobs-per-tenant N] [--max-stored-mb-per-tenant N]
+//                      [--rate-limit-per-second N] [--rate-limit-burst N]
 // Parses flags, wires the service to the HTTP server, and serves until SIGTERM/SIGINT, then stops
 // gracefully: no new connections, requests in flight finish.
 #include <sys/resource.h>
@@ -51,6 +54,12 @@ int main(int argc, char** argv) {
   server.handler_threads = static_cast<int>(flags.integer("handler-threads", 1, 256, 4));
   server.max_upload_bytes = static_cast<uint64_t>(flags.integer("max-upload-mb", 1, 1 << 20, 1024)) << 20;
   const int64_t max_connections = flags.integer("max-connections", 16, 1 << 20, 1024);
+  options.max_queued_jobs_per_tenant = flags.integer("max-queued-jobs-per-tenant", 0, int64_t{1} << 40,
+                                                     options.max_queued_jobs_per_tenant);
+  options.max_stored_bytes_per_tenant =
+      flags.integer("max-stored-mb-per-tenant", 0, int64_t{1} << 30, options.max_stored_bytes_per_tenant >> 20) << 20;
+  options.rate_limit_per_second = static_cast<double>(flags.integer("rate-limit-per-second", 0, 1 << 20, 0));
+  options.rate_limit_burst = static_cast<double>(flags.integer("rate-limit-burst", 0, 1 << 20, 0));
   const int64_t header_timeout = flags.integer("header-timeout-seconds", 1, 3600, 30);
   if (Status s = flags.finish(); !s.is_ok()) {
     std::cerr << "bitfleet-coordinator: " << s.message() << "\n";

@@ -41,7 +41,11 @@ CoordinatorMetrics::CoordinatorMetrics()
       slots_(prometheus::BuildGauge().Name("bitfleet_worker_slots").Help("Task slots of active worker groups")
                  .Register(*registry_).Add({})),
       free_slots_(prometheus::BuildGauge().Name("bitfleet_worker_free_slots")
-                      .Help("Free task slots of active worker groups, as last reported").Register(*registry_).Add({})) {
+                      .Help("Free task slots of active worker groups, as last reported").Register(*registry_).Add({})),
+      refused_(prometheus::BuildCounter().Name("bitfleet_requests_refused_total")
+                   .Help("Requests refused by a tenant limit, by reason and tenant").Register(*registry_)),
+      tenant_jobs_(prometheus::BuildGauge().Name("bitfleet_tenant_jobs")
+                       .Help("Queued and running jobs per tenant (fair share)").Register(*registry_)) {
   for (const char* s : kStatuses) {
     jobs_.Add({{"status", s}});
     if (std::string(s) != "queued" && std::string(s) != "running") finished_.Add({{"status", s}});
@@ -70,12 +74,27 @@ void CoordinatorMetrics::job_finished(const JobRecord& job) {
 
 void CoordinatorMetrics::queue_wait(double seconds) { queue_wait_seconds_.Observe(seconds); }
 
+void CoordinatorMetrics::refused(const std::string& reason, const std::string& tenant) {
+  refused_.Add({{"reason", reason}, {"tenant", tenant}}).Increment();
+}
+
 void CoordinatorMetrics::lease_expired(bool requeued) {
   lease_expiries_.Increment();
   if (requeued) requeues_.Increment();
 }
 
-std::string CoordinatorMetrics::scrape(const std::vector<JobCount>& jobs, const WorkerGauges& workers) {
+std::string CoordinatorMetrics::scrape(const std::vector<JobCount>& jobs, const WorkerGauges& workers,
+                                       const std::vector<Store::TenantCount>& tenant_jobs) {
+  {
+    std::lock_guard<std::mutex> lock(tenants_mutex_);
+    for (const auto& t : tenant_jobs) tenants_seen_.insert(t.tenant);
+    for (const auto& tenant : tenants_seen_) {
+      for (const char* s : {"queued", "running"}) tenant_jobs_.Add({{"tenant", tenant}, {"status", s}}).Set(0);
+    }
+    for (const auto& t : tenant_jobs) {
+      tenant_jobs_.Add({{"tenant", t.tenant}, {"status", t.status}}).Set(static_cast<double>(t.count));
+    }
+  }
   for (const char* s : kStatuses) jobs_.Add({{"status", s}}).Set(0);
   for (const auto& j : jobs) jobs_.Add({{"status", j.status}}).Set(static_cast<double>(j.count));
   groups_active_.Set(static_cast<double>(workers.active_groups));

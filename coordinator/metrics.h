@@ -5,7 +5,9 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -38,9 +40,13 @@ class CoordinatorMetrics {
   void job_finished(const JobRecord& job);  // the running time from started_at to finished_at
   void queue_wait(double seconds);
   void lease_expired(bool requeued);
+  // A request refused by a tenant limit: "rate_limited", "queued_jobs_limit", "stored_bytes_limit".
+  void refused(const std::string& reason, const std::string& tenant);
 
-  // The exposition text, after setting the gauges from the store's current state.
-  std::string scrape(const std::vector<JobCount>& jobs, const WorkerGauges& workers);
+  // The exposition text, after setting the gauges from the store's current state. Tenant labels
+  // come from the token file's tenants only (bounded by configuration, not by use).
+  std::string scrape(const std::vector<JobCount>& jobs, const WorkerGauges& workers,
+                     const std::vector<Store::TenantCount>& tenant_jobs);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -58,6 +64,10 @@ class CoordinatorMetrics {
   prometheus::Gauge& groups_lost_;
   prometheus::Gauge& slots_;
   prometheus::Gauge& free_slots_;
+  prometheus::Family<prometheus::Counter>& refused_;
+  prometheus::Family<prometheus::Gauge>& tenant_jobs_;
+  std::mutex tenants_mutex_;
+  std::set<std::string> tenants_seen_;  // whose gauges scrape() resets to 0 when they have none
 };
 
 }  // namespace bitfleet::coordinator

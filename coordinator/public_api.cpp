@@ -90,6 +90,10 @@ Response Service::create_file(Request& r, const Caller& c) {
   r.body_file.clear();  // adopted: the server must not delete it
   auto stored = store_->insert_file(f, *key);
   if (!stored.is_ok() || stored->replayed) (void)blobs_.remove(f.id);
+  if (!stored.is_ok() && stored.status().code() == StatusCode::kResourceExhausted) {
+    metrics_.refused("stored_bytes_limit", c.principal.tenant);
+    return problem(stored.status(), r.path);  // 413
+  }
   if (!stored.is_ok()) return problem(stored.status(), r.path, 400);
   if (!stored->file) {
     return problem(409, "", "the file created under this Idempotency-Key has been deleted since; upload again "
@@ -165,6 +169,12 @@ Result<common::JobRequest> Service::validate_job(const nlohmann::json& body, con
   return request;
 }
 
+Response Service::created_jobs_problem(const Status& s, const std::string& path, const Caller& c) {
+  if (s.code() != StatusCode::kResourceExhausted) return problem(s, path, 400);
+  metrics_.refused("queued_jobs_limit", c.principal.tenant);
+  return problem(429, "", s.message(), s.field(), path);
+}
+
 Response Service::create_job(Request& r, const Caller& c) {
   int body_status = 400;
   auto body = json_body(r, &body_status);
@@ -178,7 +188,7 @@ Response Service::create_job(Request& r, const Caller& c) {
   job.request = std::move(request).value();
   job.created_at = now_ms();
   auto stored = store_->create_jobs(c.principal.tenant, {job}, *key);
-  if (!stored.is_ok()) return problem(stored.status(), r.path, 400);
+  if (!stored.is_ok()) return created_jobs_problem(stored.status(), r.path, c);
   if (!stored->replayed) metrics_.jobs_submitted(1);
   if (stored->jobs.empty()) return problem(409, "", "the job created under this Idempotency-Key is gone", "Idempotency-Key", r.path);
   return json_response(201, job_json(stored->jobs[0]));
@@ -208,7 +218,7 @@ Response Service::create_jobs_batch(Request& r, const Caller& c) {
     jobs.push_back(std::move(job));
   }
   auto stored = store_->create_jobs(c.principal.tenant, jobs, *key);
-  if (!stored.is_ok()) return problem(stored.status(), r.path, 400);
+  if (!stored.is_ok()) return created_jobs_problem(stored.status(), r.path, c);
   if (!stored->replayed) metrics_.jobs_submitted(static_cast<int64_t>(jobs.size()));
   nlohmann::json data = nlohmann::json::array();
   for (const auto& j : stored->jobs) data.push_back(job_json(j));

@@ -1,5 +1,6 @@
 #include "coordinator/service.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "common/log.h"
@@ -18,7 +19,10 @@ int64_t now_ms() {
 
 Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, Auth auth) {
   BITFLEET_ASSIGN_OR_RETURN(std::unique_ptr<Store> store,
-                            Store::open(options.data_dir + "/bitfleet.db", {.idempotency_ttl_ms = options.idempotency_ttl_ms}));
+                            Store::open(options.data_dir + "/bitfleet.db",
+                                        {.idempotency_ttl_ms = options.idempotency_ttl_ms,
+                                         .max_queued_jobs_per_tenant = options.max_queued_jobs_per_tenant,
+                                         .max_stored_bytes_per_tenant = options.max_stored_bytes_per_tenant}));
   std::unique_ptr<Service> service(new Service(std::move(options), std::move(auth), std::move(store)));
   BITFLEET_RETURN_IF_ERROR(service->blobs_.init());
   // A crash between a blob's rename and its row's commit leaves a blob nothing refers to.
@@ -31,7 +35,12 @@ Result<std::unique_ptr<Service>> Service::create(ServiceOptions options, Auth au
 }
 
 Service::Service(ServiceOptions options, Auth auth, std::unique_ptr<Store> store)
-    : options_(std::move(options)), auth_(std::move(auth)), store_(std::move(store)), blobs_(options_.data_dir) {}
+    : options_(std::move(options)),
+      auth_(std::move(auth)),
+      store_(std::move(store)),
+      blobs_(options_.data_dir),
+      limiter_(options_.rate_limit_per_second,
+               options_.rate_limit_burst > 0 ? options_.rate_limit_burst : std::max(10.0, 2 * options_.rate_limit_per_second)) {}
 
 Service::~Service() { stop_sweeper(); }
 
@@ -108,6 +117,17 @@ Response Service::handle(Request& r) {
     return problem(403, "", internal ? "only the worker token may use /internal" : "the worker token may use only /internal",
                    "Authorization", r.path);
   }
+  if (!internal) {
+    if (auto wait = limiter_.admit(principal->token_digest)) {
+      metrics_.refused("rate_limited", principal->tenant);
+      Response refused = problem(429, "", "this token sent more than " +
+                                              std::to_string(static_cast<int64_t>(options_.rate_limit_per_second)) +
+                                              " requests a second on average; retry in " + std::to_string(*wait) + " s",
+                                 "Authorization", r.path);
+      refused.headers["Retry-After"] = std::to_string(*wait);
+      return refused;
+    }
+  }
   return internal ? internal_.dispatch(r) : public_.dispatch(r);
 }
 
@@ -148,9 +168,10 @@ Response Service::metrics_text() {
       }
     }
   }
+  auto tenants = store_->tenant_job_counts();
   Response r;
   r.content_type = "text/plain; version=0.0.4";
-  r.body = metrics_.scrape(jobs, gauges);
+  r.body = metrics_.scrape(jobs, gauges, tenants.is_ok() ? *tenants : std::vector<Store::TenantCount>{});
   return r;
 }
 

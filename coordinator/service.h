@@ -23,6 +23,7 @@
 #include "coordinator/auth.h"
 #include "coordinator/blob_store.h"
 #include "coordinator/metrics.h"
+#include "coordinator/rate_limiter.h"
 #include "coordinator/router.h"
 #include "coordinator/store.h"
 
@@ -34,6 +35,10 @@ struct ServiceOptions {
   int64_t max_expiries = 3;        // expiries after which a job fails instead of requeueing
   int64_t max_batch_jobs = 1000;
   int64_t idempotency_ttl_ms = 24 * 3600 * 1000;  // an Idempotency-Key is honoured this long
+  int64_t max_queued_jobs_per_tenant = StoreOptions{}.max_queued_jobs_per_tenant;    // 0: none
+  int64_t max_stored_bytes_per_tenant = StoreOptions{}.max_stored_bytes_per_tenant;  // 0: none
+  double rate_limit_per_second = 0;  // per token on /v1; 0: no limit
+  double rate_limit_burst = 0;       // 0: twice the rate (at least 10)
 };
 
 class Service {
@@ -80,6 +85,8 @@ class Service {
   // `path` prefixes field names ("jobs[3]").
   Result<common::JobRequest> validate_job(const nlohmann::json& body, const Caller& c, const std::string& path);
   Result<std::optional<JobRecord>> visible_job(const std::string& id, const Caller& c);
+  // A job creation the store refused: 429 past the tenant's queued-jobs limit, else as usual.
+  Response created_jobs_problem(const Status& s, const std::string& path, const Caller& c);
 
   // Worker API (internal_api.cpp).
   Response register_worker(Request& r);
@@ -102,6 +109,7 @@ class Service {
   std::unique_ptr<Store> store_;
   BlobStore blobs_;
   CoordinatorMetrics metrics_;
+  RateLimiter limiter_;
   Router public_, internal_, operations_;
 
   std::thread sweeper_;

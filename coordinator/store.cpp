@@ -180,6 +180,20 @@ Result<CreatedFile> Store::insert_file(const FileRecord& f, const std::optional<
       return replay;
     }
   }
+  if (options_.max_stored_bytes_per_tenant > 0) {
+    BITFLEET_ASSIGN_OR_RETURN(Statement * used, db_->prepare("SELECT COALESCE(SUM(bytes), 0) FROM files WHERE tenant = ?1"));
+    used->bind(1, f.tenant);
+    BITFLEET_ASSIGN_OR_RETURN(bool row, used->step());
+    const int64_t stored = row ? used->integer(0) : 0;
+    used->reset();
+    if (stored + f.bytes > options_.max_stored_bytes_per_tenant) {
+      return Status(StatusCode::kResourceExhausted,
+                    "tenant " + f.tenant + " stores " + std::to_string(stored) + " bytes of files; with these " +
+                        std::to_string(f.bytes) + " it would pass its limit of " +
+                        std::to_string(options_.max_stored_bytes_per_tenant) + " bytes: delete files it no longer needs",
+                    "body");
+    }
+  }
   BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
       "INSERT INTO files(id, tenant, filename, format, bytes, sha256, rows, columns, created_at) "
       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"));
@@ -258,6 +272,21 @@ Result<CreatedJobs> Store::create_jobs(const std::string& tenant, const std::vec
         if (job) replay.jobs.push_back(std::move(*job));
       }
       return replay;
+    }
+  }
+  if (options_.max_queued_jobs_per_tenant > 0) {
+    BITFLEET_ASSIGN_OR_RETURN(Statement * q, db_->prepare(
+        "SELECT COUNT(*) FROM jobs WHERE tenant = ?1 AND status = 'queued'"));
+    q->bind(1, tenant);
+    BITFLEET_ASSIGN_OR_RETURN(bool row, q->step());
+    const int64_t queued = row ? q->integer(0) : 0;
+    q->reset();
+    if (queued + static_cast<int64_t>(jobs.size()) > options_.max_queued_jobs_per_tenant) {
+      return Status(StatusCode::kResourceExhausted,
+                    "tenant " + tenant + " has " + std::to_string(queued) + " queued jobs; " +
+                        std::to_string(jobs.size()) + " more would pass its limit of " +
+                        std::to_string(options_.max_queued_jobs_per_tenant) + ": wait for some to start",
+                    "jobs");
     }
   }
   CreatedJobs created{jobs, false};
@@ -370,6 +399,19 @@ Result<Page<EventRecord>> Store::list_events(const std::string& job_id, int64_t 
     page.has_more = true;
   }
   return page;
+}
+
+Result<std::vector<Store::TenantCount>> Store::tenant_job_counts() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
+      "SELECT tenant, status, COUNT(*) FROM jobs WHERE status IN ('queued', 'running') GROUP BY tenant, status"));
+  std::vector<TenantCount> out;
+  while (true) {
+    BITFLEET_ASSIGN_OR_RETURN(bool row, s->step());
+    if (!row) break;
+    out.push_back({s->text(0), s->text(1), s->integer(2)});
+  }
+  return out;
 }
 
 Result<std::vector<std::pair<std::string, int64_t>>> Store::job_counts() {

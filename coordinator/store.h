@@ -93,6 +93,10 @@ struct CreatedJobs {
 
 struct StoreOptions {
   int64_t idempotency_ttl_ms = 24 * 3600 * 1000;  // a key older than this is forgotten
+  // Per tenant: creating jobs past the queued limit, or files past the bytes limit, is refused
+  // with ResourceExhausted naming the limit (the API answers 429 and 413). 0: no limit.
+  int64_t max_queued_jobs_per_tenant = 100'000;
+  int64_t max_stored_bytes_per_tenant = 100ll << 30;
 };
 
 struct LeasedJob {
@@ -145,6 +149,12 @@ class Store {
   Result<JobRecord> cancel_job(const std::string& id, int64_t now);
   Result<Page<EventRecord>> list_events(const std::string& job_id, int64_t after, int64_t limit);
   Result<std::vector<std::pair<std::string, int64_t>>> job_counts();
+  // Queued and running jobs per tenant: {tenant, status, count}.
+  struct TenantCount {
+    std::string tenant, status;
+    int64_t count = 0;
+  };
+  Result<std::vector<TenantCount>> tenant_job_counts();
 
   // Forgets idempotency keys older than the TTL; returns how many.
   Result<int64_t> expire_idempotency_keys(int64_t now);

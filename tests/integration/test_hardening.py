@@ -311,6 +311,85 @@ class HardeningTest(coordlib.ProblemAssertions, unittest.TestCase):
             self.assertLess(time.time() - started, 10)  # 2 s configured; was 75 s
 
 
+class TenantLimitsTest(coordlib.ProblemAssertions, unittest.TestCase):
+    """Fair share, quotas and rate limits (issue 13): one tenant cannot starve or crowd out another."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = lib.TempDir()
+        cls.dir = cls.tmp.__enter__()
+        auth = coordlib.write_auth_file(os.path.join(cls.dir, "auth.json"))
+        cls.coordinator = Coordinator(os.path.join(cls.dir, "data"), lease_seconds=30, auth_file=auth,
+                                      extra=["--max-queued-jobs-per-tenant", "101", "--max-stored-mb-per-tenant", "1",
+                                             "--rate-limit-per-second", "5", "--rate-limit-burst", "100"]).start()
+        url = cls.coordinator.url
+        cls.a, cls.b = Client(url, coordlib.TOKENS["a"]), Client(url, coordlib.TOKENS["b"])
+        cls.worker = Client(url, coordlib.TOKENS["worker"])
+        cls.scraper = Client(url, coordlib.TOKENS["metrics"])
+        cls.file_a = cls.a.upload(coordlib.write_sentiment(os.path.join(cls.dir, "a.tsv"))).json()["id"]
+        cls.file_b = cls.b.upload(coordlib.write_sentiment(os.path.join(cls.dir, "b.tsv"))).json()["id"]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.coordinator.stop()
+        cls.tmp.__exit__(None, None, None)
+
+    def metric(self, name, **labels):
+        selector = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in self.scraper.call("GET", "/metrics").text.splitlines():
+            if line.startswith(f"{name}{{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+        self.fail(f"no {name}{{{selector}}}")
+
+    def test_1_one_tenants_hundred_queued_jobs_do_not_starve_anothers_one(self):
+        batch = {"jobs": [coordlib.job_request(self.file_a) for _ in range(100)]}
+        self.assertEqual(self.a.call("POST", "/v1/jobs/batch", json=batch).status_code, 201)
+        b_job = self.b.create_job(coordlib.job_request(self.file_b)).json()["id"]  # submitted last
+        self.assertEqual(self.metric("bitfleet_tenant_jobs", tenant="a", status="queued"), 100)
+        group = coordlib.register_worker(self.worker)
+        leased = self.worker.call("POST", f"/internal/v1/workers/{group}/lease", json={"free_slots": 2}).json()["jobs"]
+        self.assertIn(b_job, [j["id"] for j in leased], "tenant b's job waits behind tenant a's hundred")
+        self.assertEqual(len(leased), 2)
+
+    def test_2_queued_jobs_past_the_tenants_limit_are_429(self):
+        queued = self.a.call("GET", "/v1/jobs?status=queued&limit=100").json()["data"]
+        self.assertGreaterEqual(len(queued), 99)
+        # a has 99 queued (one leased above); the limit is 101: two more fit, then no more.
+        total = 99
+        while total < 101:
+            self.assertEqual(self.a.create_job(coordlib.job_request(self.file_a)).status_code, 201)
+            total += 1
+        problem = self.assert_problem(self.a.create_job(coordlib.job_request(self.file_a)), 429, "jobs")
+        self.assertIn("limit of 101", problem["detail"])
+        batch = {"jobs": [coordlib.job_request(self.file_a)] * 2}
+        self.assert_problem(self.a.call("POST", "/v1/jobs/batch", json=batch), 429, "jobs")
+        self.assertEqual(self.b.create_job(coordlib.job_request(self.file_b)).status_code, 201)  # b unaffected
+        self.assertGreaterEqual(self.metric("bitfleet_requests_refused_total", reason="queued_jobs_limit", tenant="a"), 2)
+
+    def test_3_files_past_the_tenants_stored_bytes_are_413(self):
+        path = os.path.join(self.dir, "big.tsv")
+        with open(path, "w") as f:
+            f.write("sentence\tlabel\n" + "a sentence of some length here\tpos\n" * 20000)  # ~640 KB
+        first = self.b.upload(path)
+        self.assertEqual(first.status_code, 201, first.text)
+        problem = self.assert_problem(self.b.upload(path), 413, "body")
+        self.assertIn("limit of 1048576 bytes", problem["detail"])
+        self.assertEqual(self.b.call("DELETE", f"/v1/files/{first.json()['id']}").status_code, 200)
+        self.assertEqual(self.b.upload(path).status_code, 201)
+
+    def test_4_requests_past_the_tokens_rate_get_429_with_retry_after(self):
+        time.sleep(1)
+        statuses = [self.b.call("GET", "/v1/jobs?limit=1") for _ in range(200)]
+        refused = [r for r in statuses if r.status_code == 429]
+        self.assertTrue(refused, "200 requests against a burst of 100 at 5/s were all admitted")
+        self.assert_problem(refused[0], 429, "Authorization")
+        self.assertGreaterEqual(int(refused[0].headers["Retry-After"]), 1)
+        self.assertEqual(self.a.call("GET", "/v1/jobs?limit=1").status_code, 200)  # another token: its own bucket
+        time.sleep(int(refused[0].headers["Retry-After"]))
+        self.assertEqual(self.b.call("GET", "/v1/jobs?limit=1").status_code, 200)
+        self.assertGreaterEqual(self.metric("bitfleet_requests_refused_total", reason="rate_limited", tenant="b"), 1)
+
+
 class ConnectionCapTest(unittest.TestCase):
     """Out of descriptors: a coordinator started under a 128-file limit with 200 clients holding
     connections neither spins nor falls over, and answers again once they close."""

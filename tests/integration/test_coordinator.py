@@ -10,7 +10,6 @@
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,22 +24,10 @@ MISSING_JOB = "job-000000000000000000000000"
 
 
 def raw_request(port, head, body=b""):
-    """A hand-written HTTP request (for what clients refuse to send); returns (status, body)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(head.encode() + body)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-            if b"\r\n\r\n" in data:
-                header, _, rest = data.partition(b"\r\n\r\n")
-                length = [int(l.split(b":")[1]) for l in header.split(b"\r\n") if l.lower().startswith(b"content-length")]
-                if length and len(rest) >= length[0]:
-                    break
-    status = int(data.split(b" ", 2)[1])
-    return status, data.partition(b"\r\n\r\n")[2]
+    """A hand-written HTTP request; returns (status, body)."""
+    answer = coordlib.raw_exchange(port, head.encode() + body)
+    assert answer is not None, "the server closed the connection without an answer"
+    return answer[0], answer[2]
 
 
 class CoordinatorTest(coordlib.ProblemAssertions, unittest.TestCase):

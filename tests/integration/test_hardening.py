@@ -27,33 +27,6 @@ import coordlib  # noqa: E402
 from coordlib import Client, Coordinator  # noqa: E402
 
 
-def exchange(port, raw, timeout=10):
-    """Sends raw bytes; returns (status, headers dict, body) of the answer, or None if the server
-    closed without one."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(raw)
-        data = b""
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                break
-            if not chunk:
-                break
-            data += chunk
-            if b"\r\n\r\n" in data:
-                head, _, rest = data.partition(b"\r\n\r\n")
-                lengths = [int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")]
-                if raw.startswith(b"HEAD") or (lengths and len(rest) >= lengths[0]):
-                    break
-    if not data:
-        return None
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:] if ":" in l)}
-    return int(lines[0].split(" ")[1]), headers, body
-
-
 def rss_kib(pid, field):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -220,7 +193,7 @@ class HardeningTest(coordlib.ProblemAssertions, unittest.TestCase):
     # --- HTTP edge cases ---------------------------------------------------------------------------
 
     def raw(self, text, body=b""):
-        return exchange(self.coordinator.port, text.encode() + body)
+        return coordlib.raw_exchange(self.coordinator.port, text.encode() + body)
 
     def test_a_malformed_chunk_size_is_answered_400(self):
         answer = self.raw("POST /v1/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer token-of-tenant-a-0123\r\n"

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 
@@ -95,6 +96,33 @@ class Client:
 
     def create_job(self, request, **kw):
         return self.call("POST", "/v1/jobs", json=request, **kw)
+
+
+def raw_exchange(port, raw, timeout=10):
+    """Sends raw bytes (what clients refuse to send) to 127.0.0.1:port; returns (status, headers dict, body) of the answer, or None if the server
+    closed without one."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(raw)
+        data = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not chunk:
+                break
+            data += chunk
+            if b"\r\n\r\n" in data:
+                head, _, rest = data.partition(b"\r\n\r\n")
+                lengths = [int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")]
+                if raw.startswith(b"HEAD") or (lengths and len(rest) >= lengths[0]):
+                    break
+    if not data:
+        return None
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:] if ":" in l)}
+    return int(lines[0].split(" ")[1]), headers, body
 
 
 # Tokens of the contract tests' --auth-file: two tenants, an admin, the workers, a scraper.

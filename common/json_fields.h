@@ -60,6 +60,8 @@ class JsonFields {
   std::string path_of(std::string_view key) const;
 
   bool ok() const { return error_.is_ok(); }
+  // The first error so far (ok when none), without finish()'s check for unknown fields.
+  const Status& error() const { return error_; }
   // The first error, or an unknown-field error, or ok.
   Status finish();
 

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "common/json_fields.h"
+#include "common/protocol.h"
 #include "common/net/sha256.h"
 #include "coordinator/handler_util.h"
 #include "common/net/problem.h"
@@ -36,9 +37,7 @@ Fence fence_from_body(common::JsonFields& f) {
   return {f.string("worker_group", std::nullopt, 64), f.integer("attempt", 1, INT64_MAX)};
 }
 
-nlohmann::json file_ref(const FileRecord& f) {
-  return {{"id", f.id}, {"filename", f.filename}, {"sha256", f.sha256}, {"bytes", f.bytes}};
-}
+protocol::FileRef file_ref(const FileRecord& f) { return {f.id, f.filename, f.sha256, f.bytes}; }
 
 }  // namespace
 
@@ -63,9 +62,8 @@ Response Service::register_worker(Request& r) {
   w.free_slots = w.slots;
   w.registered_at = w.last_heartbeat_at = now_ms();
   if (Status saved = store_->put_worker(w); !saved.is_ok()) return problem(saved, r.path);
-  return json_response(201, {{"id", w.id},
-                             {"lease_seconds", options_.lease_ms / 1000.0},
-                             {"heartbeat_seconds", options_.lease_ms / 3000.0}});
+  return json_response(201, protocol::to_json(protocol::RegistrationReply{w.id, options_.lease_ms / 1000.0,
+                                                                          options_.lease_ms / 3000.0}));
 }
 
 Response Service::lease(Request& r) {
@@ -78,18 +76,15 @@ Response Service::lease(Request& r) {
   const int64_t now = now_ms();
   auto leased = store_->lease_jobs(r.params["id"], free_slots, now, options_.lease_ms);
   if (!leased.is_ok()) return problem(leased.status(), r.path);
-  nlohmann::json jobs = nlohmann::json::array();
+  protocol::LeaseGrant grant;
+  grant.lease_seconds = options_.lease_ms / 1000.0;
   for (const auto& l : *leased) {
     metrics_.queue_wait((now - l.job.queued_at) / 1000.0);
-    jobs.push_back({{"id", l.job.id},
-                    {"attempt", l.job.attempt},
-                    {"request", common::to_json(l.job.request)},
-                    {"train_file", file_ref(l.train_file)},
-                    {"validation_file", l.validation_file ? file_ref(*l.validation_file) : nlohmann::json()},
-                    {"checkpoint", l.job.checkpoint_blob.empty() ? nlohmann::json()
-                                                                 : nlohmann::json({{"step", l.job.checkpoint_step}})}});
+    grant.jobs.push_back({l.job.id, l.job.attempt, common::to_json(l.job.request), file_ref(l.train_file),
+                          l.validation_file ? std::optional(file_ref(*l.validation_file)) : std::nullopt,
+                          l.job.checkpoint_blob.empty() ? std::nullopt : std::optional(l.job.checkpoint_step)});
   }
-  return json_response(200, {{"jobs", jobs}, {"lease_seconds", options_.lease_ms / 1000.0}});
+  return json_response(200, protocol::to_json(grant));
 }
 
 Response Service::heartbeat(Request& r) {
@@ -114,7 +109,7 @@ Response Service::heartbeat(Request& r) {
   if (Status ok = f.finish(); !ok.is_ok()) return problem(ok, r.path, 422);
   auto drop = store_->heartbeat(r.params["id"], free_slots, reports, now_ms(), options_.lease_ms);
   if (!drop.is_ok()) return problem(drop.status(), r.path);
-  return json_response(200, {{"cancel", *drop}, {"lease_seconds", options_.lease_ms / 1000.0}});
+  return json_response(200, protocol::to_json(protocol::HeartbeatReply{*drop, options_.lease_ms / 1000.0}));
 }
 
 Response Service::worker_events(Request& r) {

@@ -14,7 +14,9 @@
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include "common/json_fields.h"
 #include "common/log.h"
+#include "common/protocol.h"
 #include "common/net/sha256.h"
 #include "worker/agent/agent.h"
 #include "worker/agent/file_cache.h"
@@ -36,32 +38,28 @@ struct Plan {
   std::vector<std::pair<int, agent::LeasedJob>> admit;
 };
 
-json file_json(const agent::FileRef& f) {
-  return {{"id", f.id}, {"filename", f.filename}, {"sha256", f.sha256}, {"bytes", f.bytes}};
-}
-
-agent::FileRef file_from_json(const json& j) { return {j["id"], j["filename"], j["sha256"], j["bytes"]}; }
-
+// The plan as rank 0 broadcasts it; each admitted job in the lease grant's own encoding.
 std::string encode(const Plan& p) {
   json admit = json::array();
-  for (const auto& [slot, job] : p.admit) {
-    admit.push_back({{"slot", slot}, {"id", job.id}, {"attempt", job.attempt}, {"request", job.request},
-                     {"train_file", file_json(job.train_file)},
-                     {"validation_file", job.validation_file ? file_json(*job.validation_file) : json()},
-                     {"checkpoint_step", job.checkpoint_step ? json(*job.checkpoint_step) : json()}});
-  }
+  for (const auto& [slot, job] : p.admit) admit.push_back({{"slot", slot}, {"job", protocol::to_json(job)}});
   return json({{"stop", p.stop}, {"drop", p.drop}, {"admit", admit}}).dump();
 }
 
-Plan decode(const std::string& bytes) {
-  json j = json::parse(bytes);
+// The other ranks' side. The bytes are rank 0's own encode(): a failure is a bug, reported.
+Result<Plan> decode(const std::string& bytes) {
+  BITFLEET_ASSIGN_OR_RETURN(json j, common::parse_json(bytes, "the step plan"));
   Plan p;
-  p.stop = j["stop"];
-  p.drop = j["drop"].get<std::vector<int>>();
+  if (!j.is_object() || !j["stop"].is_boolean() || !j["drop"].is_array() || !j["admit"].is_array()) {
+    return internal_error("the step plan is malformed");
+  }
+  p.stop = j["stop"].get<bool>();
+  for (const auto& slot : j["drop"]) {
+    if (!slot.is_number_integer()) return internal_error("the step plan's drop list is malformed");
+    p.drop.push_back(slot.get<int>());
+  }
   for (const auto& a : j["admit"]) {
-    agent::LeasedJob job{a["id"], a["attempt"], a["request"], file_from_json(a["train_file"]), std::nullopt, std::nullopt};
-    if (!a["validation_file"].is_null()) job.validation_file = file_from_json(a["validation_file"]);
-    if (!a["checkpoint_step"].is_null()) job.checkpoint_step = a["checkpoint_step"].get<int64_t>();
+    if (!a.is_object() || !a["slot"].is_number_integer()) return internal_error("the step plan's admit list is malformed");
+    BITFLEET_ASSIGN_OR_RETURN(agent::LeasedJob job, protocol::leased_job_from_json(a["job"], "admit.job"));
     p.admit.emplace_back(a["slot"].get<int>(), std::move(job));
   }
   return p;
@@ -376,7 +374,9 @@ int GroupRunner::run() {
     std::string bytes;
     if (leader_) bytes = encode(make_plan());
     if (Status s = comm_.broadcast(bytes); !s.is_ok()) abort(s);
-    const Plan plan = decode(bytes);
+    auto decoded = decode(bytes);
+    if (!decoded.is_ok()) abort(decoded.status());
+    const Plan plan = std::move(decoded).value();
     for (int slot : plan.drop) {
       if (leader_) {
         BITFLEET_LOG(kInfo) << "dropping " << slots_[slot].job_id << ": cancelled or leased elsewhere";

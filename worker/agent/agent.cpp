@@ -12,10 +12,6 @@ using nlohmann::json;
 
 namespace {
 
-FileRef file_ref(const json& j) {
-  return {j.value("id", ""), j.value("filename", ""), j.value("sha256", ""), j.value("bytes", int64_t{0})};
-}
-
 std::string query(const std::string& group, int64_t attempt) {
   return "worker_group=" + group + "&attempt=" + std::to_string(attempt);
 }
@@ -150,11 +146,15 @@ bool Agent::ensure_registered() {
                            << (r.is_ok() ? r->problem_text() : r.status().message());
     return false;
   }
-  json reply = json::parse(r->body);
+  auto reply = protocol::parse_registration_reply(r->body);
+  if (!reply.is_ok()) {
+    BITFLEET_LOG(kWarning) << "registering with " << options_.coordinator_url << ": " << reply.status().message();
+    return false;
+  }
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    group_id_ = reply["id"].get<std::string>();
-    heartbeat_every_ = std::chrono::milliseconds(static_cast<int64_t>(reply.value("heartbeat_seconds", 5.0) * 1000));
+    group_id_ = reply->id;
+    heartbeat_every_ = std::chrono::milliseconds(static_cast<int64_t>(reply->heartbeat_seconds * 1000));
     next_heartbeat_ = Clock::now();
   }
   registered_ = true;
@@ -192,11 +192,15 @@ void Agent::heartbeat() {
     BITFLEET_LOG(kWarning) << "heartbeat: " << r->problem_text();
     return;
   }
-  // Parsed into a named value first: a range-for over a member of a temporary dangles (pre-C++23).
-  const json reply = json::parse(r->body);
-  for (const auto& id : reply["cancel"]) {
-    dropped_.push_back(id.get<std::string>());
-    let_go(dropped_.back());
+  auto reply = protocol::parse_heartbeat_reply(r->body);
+  if (!reply.is_ok()) {
+    BITFLEET_LOG(kWarning) << "heartbeat: " << reply.status().message();
+    next_heartbeat_ = Clock::now() + std::chrono::milliseconds(500);
+    return;
+  }
+  for (const auto& id : reply->cancel) {
+    dropped_.push_back(id);
+    let_go(id);
   }
   if (!dropped_.empty()) loop_wake_.notify_all();
 }
@@ -218,14 +222,13 @@ void Agent::lease() {
     if (r.is_ok() && r->status == 404) registered_ = false;
     return;
   }
-  std::vector<LeasedJob> jobs;
-  const json reply = json::parse(r->body);  // named: see heartbeat()
-  for (const auto& j : reply["jobs"]) {
-    LeasedJob job{j["id"], j["attempt"], j["request"], file_ref(j["train_file"]), std::nullopt, std::nullopt};
-    if (!j["validation_file"].is_null()) job.validation_file = file_ref(j["validation_file"]);
-    if (!j["checkpoint"].is_null()) job.checkpoint_step = j["checkpoint"]["step"].get<int64_t>();
-    jobs.push_back(std::move(job));
+  auto grant = protocol::parse_lease_grant(r->body);
+  if (!grant.is_ok()) {
+    // Jobs it may have leased to us expire and are requeued; nothing here can run them.
+    BITFLEET_LOG(kWarning) << "leasing jobs: " << grant.status().message();
+    return;
   }
+  std::vector<LeasedJob>& jobs = grant->jobs;
   if (jobs.empty()) return;
   std::lock_guard<std::mutex> lock(mutex_);
   for (auto& job : jobs) {

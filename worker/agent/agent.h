@@ -7,7 +7,9 @@
 // or leased to another attempt), and sends the loop's reports — events, checkpoints, artifacts,
 // completions, failures, releases — in the order the loop made them. Transport errors and 5xx are
 // retried with backoff (a restarting coordinator loses nothing); a report the coordinator refuses
-// as stale (409) or unknown (404) is dropped, since the job has moved on without this group.
+// as stale (409) or unknown (404) is dropped, since the job has moved on without this group. A
+// reply that is not the protocol's (common/protocol.h: a proxy's HTML page, a truncated body) is
+// logged and the call tried again later, like a transport error; it never ends the process.
 //
 // The training loop never blocks on HTTP: it exchanges state with the agent through methods that
 // only take a lock. Thread-safety: all public methods may be called from any thread.
@@ -29,22 +31,12 @@
 #include <nlohmann/json.hpp>
 
 #include "common/net/http_client.h"
+#include "common/protocol.h"
 
 namespace bitfleet::agent {
 
-struct FileRef {
-  std::string id, filename, sha256;
-  int64_t bytes = 0;
-};
-
-struct LeasedJob {
-  std::string id;
-  int64_t attempt = 0;
-  nlohmann::json request;  // the canonical job request
-  FileRef train_file;
-  std::optional<FileRef> validation_file;
-  std::optional<int64_t> checkpoint_step;  // resume from the coordinator's checkpoint
-};
+using protocol::FileRef;
+using protocol::LeasedJob;
 
 struct JobProgress {
   std::string job_id;

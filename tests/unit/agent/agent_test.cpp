@@ -6,6 +6,9 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
 #include <fstream>
 #include <thread>
 
@@ -33,7 +36,10 @@ class AgentTest : public ::testing::Test {
     server.port = 0;
     server.upload_dir = service_->upload_dir();
     server.is_upload = [this](const std::string& m, const std::string& p) { return service_->is_upload(m, p); };
-    server.handle = [this](net::Request& r) { return service_->handle(r); };
+    server.handle = [this](net::Request& r) {
+      if (auto bad = garbage_for(r)) return *bad;
+      return service_->handle(r);
+    };
     server_ = std::make_unique<net::HttpServer>(server);
     ASSERT_TRUE(server_->start().is_ok());
     url_ = "http://127.0.0.1:" + std::to_string(server_->port());
@@ -47,6 +53,25 @@ class AgentTest : public ::testing::Test {
     server_->stop(1s);
     service_.reset();
     std::filesystem::remove_all(dir_);
+  }
+  // What a broken proxy or a half-dead coordinator answers instead of the protocol, in turn: an
+  // HTML page, a truncated body, wrong types, an empty body, nesting past the JSON limit.
+  std::optional<net::Response> garbage_for(const net::Request& r) {
+    std::lock_guard<std::mutex> lock(garbage_mutex_);
+    for (auto& [suffix, left] : garbage_left_) {
+      if (left == 0 || r.path.size() < suffix.size() || r.path.compare(r.path.size() - suffix.size(), suffix.size(), suffix) != 0) {
+        continue;
+      }
+      static const char* kBodies[] = {"<html><body>502 Bad Gateway</body></html>", "{\"jobs\": [{\"id\": \"job-",
+                                      "{\"id\": 5, \"jobs\": \"none\", \"cancel\": {\"a\": 1}}", "",
+                                      "{\"jobs\": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"};
+      net::Response bad;
+      bad.status = suffix == "/workers" ? 201 : 200;
+      bad.body = kBodies[--left % 5];
+      ++garbage_sent_;
+      return bad;
+    }
+    return std::nullopt;
   }
   std::string token(const std::string& who) {
     std::ifstream f(dir_ / (who + ".token"));
@@ -91,6 +116,9 @@ class AgentTest : public ::testing::Test {
   std::unique_ptr<net::HttpServer> server_;
   std::unique_ptr<net::HttpClient> admin_;
   std::string url_, file_id_;
+  std::mutex garbage_mutex_;
+  std::map<std::string, int> garbage_left_;  // path suffix -> malformed answers still to give
+  int garbage_sent_ = 0;
 };
 
 TEST_F(AgentTest, LeasesQueuedJobsUpToItsCapacity) {
@@ -125,6 +153,32 @@ TEST_F(AgentTest, HoldsNoMoreJobsThanSlotsUntilTheLoopLetsThemGo) {
   EXPECT_NE(refill[0].id, leased[1].id);
   std::this_thread::sleep_for(400ms);
   EXPECT_TRUE(agent->take_leased().empty());
+}
+
+// A coordinator (or a proxy before it) answering garbage with 200/201 is logged and retried; the
+// agent never throws out of its thread (which would end rank 0 and the group) and, once real
+// answers come, registers, leases and heartbeats as usual.
+TEST_F(AgentTest, MalformedCoordinatorRepliesAreRetriedNotFatal) {
+  {
+    std::lock_guard<std::mutex> lock(garbage_mutex_);
+    garbage_left_ = {{"/workers", 2}, {"/lease", 5}, {"/heartbeat", 5}};
+  }
+  std::string id = create_job();
+  auto agent = make_agent(1);
+  auto leased = wait_for_leases(*agent, 1);
+  ASSERT_EQ(leased.size(), 1u);
+  EXPECT_EQ(leased[0].id, id);
+  EXPECT_EQ(leased[0].attempt, 1);
+  agent->set_progress({{id, 1, 1, 10}});
+  for (int i = 0; i < 100; ++i) {
+    {
+      std::lock_guard<std::mutex> lock(garbage_mutex_);
+      if (garbage_left_["/heartbeat"] == 0) break;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  std::lock_guard<std::mutex> lock(garbage_mutex_);
+  EXPECT_EQ(garbage_sent_, 12);  // every kind was answered, on every call, and survived
 }
 
 TEST_F(AgentTest, HeartbeatsKeepLeasesAlive) {

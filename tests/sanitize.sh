@@ -1,11 +1,9 @@
 #!/usr/bin/env bash
 # Sanitizer builds of bitfleet's tests, each in its own build folder:
-#   ./tests/sanitize.sh address   ASan + UBSan: the unit tests of everything that does not link
-#                                 LibTorch (common, text, coordinator store, agent, CLI) and the
-#                                 coordinator's integration tests (API, hardening, durability)
-#                                 against an instrumented coordinator. The engine's tests are left
-#                                 out: LibTorch is not instrumented, and its translation units
-#                                 cost ~3x their time and memory to compile under ASan on 2 cores.
+#   ./tests/sanitize.sh address   ASan + UBSan, leaks on: every unit test (the engine's included:
+#                                 LibTorch itself is not instrumented, our code around it is), and
+#                                 the integration tests of bitfleet-train and of the coordinator
+#                                 (API, hardening, durability) against instrumented binaries
 #   ./tests/sanitize.sh thread    TSan: the coordinator's and the agent's concurrency — the agent
 #                                 against an in-process coordinator (agent_test), the store, and the
 #                                 coordinator binary under the API and hardening tests' clients
@@ -34,20 +32,20 @@ for mode in "${modes[@]}"; do
   cmake -S "$root" -B "$build" -G Ninja -DBITFLEET_SANITIZE=$sanitize -DBITFLEET_WERROR=OFF \
     -DBITFLEET_PYTHON="$(bitfleet_python)" -DBITFLEET_MINILM_DIR="$BITFLEET_MINILM_DIR" >/dev/null
   if [ "$mode" = address ]; then
-    unit_tests=(common_test text_test coordinator_test agent_test cli_manifest_test)
-    integration=(test_coordinator test_hardening test_durability)
+    cmake --build "$build" -j "$(bitfleet_build_jobs)"
+    (cd "$build" && ctest -L '^unit$' -j "$(nproc)" --output-on-failure) || failed=1
+    (cd "$build" && ctest -R '^(trainer_properties|coordinator_api|coordinator_hardening|coordinator_durability)$' \
+      --output-on-failure) || failed=1
   else
     unit_tests=(agent_test coordinator_test common_test)
-    integration=(test_coordinator test_hardening)
+    cmake --build "$build" -j "$(bitfleet_build_jobs)" --target bitfleet-coordinator "${unit_tests[@]}"
+    for t in "${unit_tests[@]}"; do
+      "$build/tests/$t" --gtest_brief=1 || failed=1
+    done
+    # The Python clients drive the instrumented coordinator (BITFLEET_BIN_DIR points at it).
+    for t in test_coordinator test_hardening; do
+      BITFLEET_BIN_DIR="$build/bin" "$(bitfleet_python)" -u "$root/tests/integration/$t.py" || failed=1
+    done
   fi
-  cmake --build "$build" -j "$(bitfleet_build_jobs)" --target bitfleet-coordinator "${unit_tests[@]}"
-  for t in "${unit_tests[@]}"; do
-    "$build/tests/$t" --gtest_brief=1 || failed=1
-  done
-  # The Python clients drive the instrumented coordinator (BITFLEET_BIN_DIR points at it).
-  for t in "${integration[@]}"; do
-    ASAN_OPTIONS=halt_on_error=1:detect_leaks=1 BITFLEET_BIN_DIR="$build/bin" \
-      "$(bitfleet_python)" -u "$root/tests/integration/$t.py" || failed=1
-  done
 done
 [ "$failed" -eq 0 ] && echo "sanitize.sh: clean" || { echo "sanitize.sh: findings (see above)"; exit 1; }

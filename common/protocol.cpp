@@ -20,6 +20,13 @@ double seconds(JsonFields& f, std::string_view key) {
   return f.number(key, {.min = 0, .min_exclusive = true, .max = 86400 * 365.0}, 60.0);
 }
 
+// The member `key`, which must be an array (the error is recorded in `f` otherwise).
+const json& array_member(JsonFields& f, std::string_view key) {
+  const json& v = f.raw(key);
+  if (f.ok() && !v.is_array()) f.fail(key, "must be an array, got " + common::json_type_name(v));
+  return v;
+}
+
 Result<json> body_object(std::string_view body, std::string_view what) {
   BITFLEET_ASSIGN_OR_RETURN(json j, common::parse_json(body, what));
   if (!j.is_object()) return invalid_argument(std::string(what) + " is " + common::json_type_name(j) + ", not an object");
@@ -100,8 +107,7 @@ Result<LeaseGrant> parse_lease_grant(std::string_view body) {
   JsonFields f(j, "");
   LeaseGrant out;
   out.lease_seconds = seconds(f, "lease_seconds");
-  const json& jobs = f.raw("jobs");
-  if (f.ok() && !jobs.is_array()) f.fail("jobs", "must be an array, got " + common::json_type_name(jobs));
+  const json& jobs = array_member(f, "jobs");
   BITFLEET_RETURN_IF_ERROR(fields_status(f));
   for (size_t i = 0; i < jobs.size(); ++i) {
     BITFLEET_ASSIGN_OR_RETURN(LeasedJob job, leased_job_from_json(jobs[i], "jobs[" + std::to_string(i) + "]"));
@@ -115,8 +121,7 @@ Result<HeartbeatReply> parse_heartbeat_reply(std::string_view body) {
   JsonFields f(j, "");
   HeartbeatReply out;
   out.lease_seconds = seconds(f, "lease_seconds");
-  const json& cancel = f.raw("cancel");
-  if (f.ok() && !cancel.is_array()) f.fail("cancel", "must be an array, got " + common::json_type_name(cancel));
+  const json& cancel = array_member(f, "cancel");
   for (size_t i = 0; f.ok() && i < cancel.size(); ++i) {
     if (!cancel[i].is_string()) {
       f.fail("cancel[" + std::to_string(i) + "]", "must be a job id, got " + common::json_type_name(cancel[i]));

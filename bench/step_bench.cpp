@@ -151,7 +151,7 @@ int main(int argc, char** argv) {
   const int64_t warmup = flags.integer("warmup", 0, 1000, 2);
   const int threads = static_cast<int>(flags.integer("threads", 0, 256, 0));
   const std::string device_name = flags.string("device", "cpu");
-  const int64_t rows_per_pass = flags.integer("rows-per-pass", 0, 1 << 30, 0);
+  int64_t rows_per_pass = flags.integer("rows-per-pass", -1, 1 << 30, -1);
   const int64_t profile_slots = flags.integer("profile-slots", 0, 1 << 20, 0);
 #if BITFLEET_WITH_NCCL
   const std::string comm_default = device_name == "cuda" ? "nccl" : "local";
@@ -171,6 +171,7 @@ int main(int argc, char** argv) {
   const int64_t max_slots = *std::max_element(slot_counts.begin(), slot_counts.end());
 
   const c10::Device device(device_name == "cuda" ? c10::kCUDA : c10::kCPU);
+  if (rows_per_pass < 0) rows_per_pass = engine::TrainerOptions::default_rows_per_pass(device.is_cuda());
   const at::ScalarType dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
   auto backbone = engine::Backbone::load(backbone_dir, device, dtype);
   if (!backbone.is_ok()) {

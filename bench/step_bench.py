@@ -70,7 +70,7 @@ def main():
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = args.rows_per_pass if args.rows_per_pass is not None else (0 if args.device == "cuda" else 2048)
+    rows = args.rows_per_pass if args.rows_per_pass is not None else -1  # -1: the engine's default
 
     command = [args.bin, "--backbone", args.backbone, "--slots", args.slots, "--seq", str(args.seq), "--batch",
                str(args.batch), "--steps", str(args.steps), "--warmup", str(args.warmup), "--threads",

@@ -157,7 +157,7 @@ Status GroupRunner::setup() {
   model_ = std::make_unique<engine::BitFitModel>(*backbone_, engine::ModelOptions{.slots = options_.slots,
                                                                                   .max_labels = options_.max_labels});
   engine::TrainerOptions trainer_options;
-  trainer_options.max_rows_per_pass = options_.rows_per_pass >= 0 ? options_.rows_per_pass : (cuda ? 0 : 2048);
+  trainer_options.max_rows_per_pass = options_.rows_per_pass >= 0 ? options_.rows_per_pass : engine::TrainerOptions::default_rows_per_pass(cuda);
   trainer_ = std::make_unique<engine::Trainer>(*model_, comm_, tokenizer_->pad_id(), trainer_options);
   BITFLEET_ASSIGN_OR_RETURN(metrics_, WorkerMetrics::create(options_.metrics_port, comm_.rank(),
                                                             options_.backbone_name, options_.device));

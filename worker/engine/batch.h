@@ -4,11 +4,12 @@
 // examples are padded only to that segment's longest example. Row r of every per-row tensor is
 // one token position of one example. Per-token work (embeddings, LayerNorm, every linear layer,
 // the bias-table gathers) runs over all rows at once; attention, the pooler and the heads run per
-// segment. A slot's arithmetic therefore never depends on which other slots share the step, which
-// is what lets a job move between worker groups and still reproduce its trajectory bit for bit on
-// CPU. One condition comes from the BLAS: a GEMM's row i is bit-identical whatever the row count M
-// only for M a multiple of 16 (MKL takes other kernels for small M; tests/unit/engine pins this),
-// so the builder pads the row count to a multiple of 16 with rows that belong to no segment.
+// segment. Whether a slot's bits depend on the other slots in a batch is then up to the BLAS: a
+// GEMM's row i is bit-identical whatever the row count M for M a multiple of 16 with one thread
+// (and on AMD EPYC with two), but not on Intel Xeons with 2+ threads, where MKL splits by M
+// (tests/unit/engine/torch_toolchain_test.cpp). So the CPU trainer runs one segment per pass
+// (TrainerOptions), which makes it independent of neighbours by construction; the GPU packs many.
+// The builder pads the row count to a multiple of 16 with rows that belong to no segment.
 #pragma once
 
 #include <cstdint>

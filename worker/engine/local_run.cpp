@@ -129,7 +129,7 @@ Status run_local(const LocalRunOptions& options, comm::Communicator& comm) {
   BITFLEET_ASSIGN_OR_RETURN(auto tokenizer, text::Tokenizer::load(spec.backbone));
   BitFitModel model(*backbone, {.slots = spec.slots, .max_labels = spec.max_labels});
   TrainerOptions trainer_options;
-  trainer_options.max_rows_per_pass = options.rows_per_pass >= 0 ? options.rows_per_pass : (cuda ? 0 : 2048);
+  trainer_options.max_rows_per_pass = options.rows_per_pass >= 0 ? options.rows_per_pass : TrainerOptions::default_rows_per_pass(cuda);
   Trainer trainer(model, comm, tokenizer->pad_id(), trainer_options);
 
   // Every rank reads and tokenizes the data itself; bad data stops the run before any training.

@@ -25,7 +25,7 @@ struct LocalRunOptions {
   int64_t stop_after_steps = 0;    // checkpoint every job and stop after this many group steps
   bool resume = false;             // start jobs from OUT/checkpoints when there
   std::string device = "cpu";
-  int64_t rows_per_pass = -1;      // -1: 2048 on CPU (cache-sized passes), one pass on a GPU
+  int64_t rows_per_pass = -1;      // -1: one segment per pass on CPU, one pass on a GPU
 };
 
 Status run_local(const LocalRunOptions& options, comm::Communicator& comm);

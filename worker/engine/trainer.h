@@ -4,8 +4,8 @@
 //   1. every active slot takes its job's next global batch (from the job's own data order) and
 //      this rank its contiguous share of it; per-example losses are scaled by 1 / the job's global
 //      batch (1 / its labelled tokens for token tasks) so a SUM all-reduce gives the global mean;
-//   2. forward and backward over the packed batch of all slots (in passes of whole segments when
-//      options.max_rows_per_pass asks for it);
+//   2. forward and backward over the packed batch of all slots, in passes of whole segments (on CPU
+//      one segment per pass: options.max_rows_per_pass);
 //   3. each slot's loss goes into its gradient row's reserved float, and ONE all-reduce sums the
 //      rows [0, highest active slot] of the flat gradient buffer;
 //   4. per slot: gradients masked to what the job trains, global-norm clipping, AdamW (own step,
@@ -73,10 +73,16 @@ struct StepReport {
 struct TrainerOptions {
   int64_t eval_batch_size = 64;
   bool group_by_length = true;
-  // Forward and backward run over groups of whole segments of at most this many token rows, the
-  // gradients accumulating in the flat buffer (0: one pass). On CPUs whose caches cannot hold a
-  // big batch's activations, several passes are faster than one; a segment is never split, so a
-  // slot's numbers do not depend on it.
+  // Forward and backward run over passes of whole segments of at most this many token rows (a
+  // segment is never split), the gradients accumulating in the flat buffer. 0: one pass over the
+  // packed batch (the GPU default). kOneSegmentPerPass (the CPU default): every op a slot's numbers
+  // go through — each GEMM, LayerNorm, reduction — sees only that slot's rows, so its results do not
+  // depend on its batch neighbours by construction, on any BLAS, CPU and thread count (a GEMM's
+  // row results may depend on its row count M: MKL's do on Intel Xeons with 2+ threads).
+  // Larger values pack several segments per pass: ~5% faster on CPU, neighbour-independent
+  // only where the BLAS is (docs/user-guide.md "Reproducibility, exactly").
+  static constexpr int64_t kOneSegmentPerPass = 1;
+  static constexpr int64_t default_rows_per_pass(bool cuda) { return cuda ? 0 : kOneSegmentPerPass; }
   int64_t max_rows_per_pass = 0;
 };
 

@@ -11,13 +11,13 @@ TEST(TorchToolchainTest, MatmulFromCppGivesTheKnownProduct) {
   EXPECT_FLOAT_EQ(p[1][1].item<float>(), 11.0f);
 }
 
-// The BLAS property the packed batch relies on (worker/engine/batch.h): a GEMM's rows are
-// bit-identical whatever the row count, for row counts that are multiples of 16 — with ONE
-// intra-op thread. It holds at 1 thread on AMD EPYC and Intel Xeon alike; with 2 threads it holds
-// on AMD EPYC but not on an Intel Xeon with AVX-512 ("Intel(R) Xeon(R) Processor", 2 cores, and
-// one with AMX: 1536x384, M = 128 differs; MKL splits the work by M there), so the claim of
-// docs/user-guide.md ("Reproducibility, exactly") is made for one thread per rank. If a LibTorch
-// or MKL upgrade breaks even that, this says so.
+// The BLAS property packed passes (--rows-per-pass > 1) rely on for neighbour-independent bits
+// (worker/engine/batch.h): a GEMM's rows are bit-identical whatever the row count, for row counts
+// that are multiples of 16 — with ONE intra-op thread. It holds at 1 thread on AMD EPYC and Intel
+// Xeon alike; with 2 threads on AMD EPYC but not on an Intel Xeon with AVX-512 (1536x384, M = 128
+// differs; MKL splits the work by M there), which is why the CPU trainer's default is one segment
+// per pass, whose bits need no such property. If a LibTorch or MKL upgrade breaks even the
+// 1-thread property, this says so.
 TEST(TorchToolchainTest, LinearRowsDoNotDependOnRowCountAtMultiplesOf16) {
   const int threads = at::get_num_threads();
   at::set_num_threads(1);

@@ -33,6 +33,7 @@
 #endif
 
 #include "common/flags.h"
+#include "common/json_fields.h"
 #include "worker/comm/communicator.h"
 #include "worker/engine/backbone.h"
 #include "worker/engine/trainer.h"
@@ -167,7 +168,14 @@ int main(int argc, char** argv) {
   if (threads > 0) at::set_num_threads(threads);
   std::vector<int64_t> slot_counts;
   std::stringstream list(slots_text);
-  for (std::string item; std::getline(list, item, ',');) slot_counts.push_back(std::stoll(item));
+  for (std::string item; std::getline(list, item, ',');) {
+    auto count = common::parse_int64(item, "--slots");
+    if (!count.is_ok() || *count < 1) {
+      std::cerr << "--slots must be a comma-separated list of positive integers, got \"" << slots_text << "\"\n";
+      return 2;
+    }
+    slot_counts.push_back(*count);
+  }
   const int64_t max_slots = *std::max_element(slot_counts.begin(), slot_counts.end());
 
   const c10::Device device(device_name == "cuda" ? c10::kCUDA : c10::kCPU);

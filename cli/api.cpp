@@ -5,6 +5,8 @@
 #include <random>
 #include <thread>
 
+#include "common/json_fields.h"
+
 namespace bitfleet::cli {
 
 namespace {
@@ -28,16 +30,16 @@ StatusCode code_for_http(int http_status) {
 // manifest row).
 Status refusal(const net::HttpResponse& response) {
   std::string field;
-  auto j = nlohmann::json::parse(response.body, nullptr, false);
-  if (j.is_object() && j.contains("field") && j["field"].is_string()) field = j["field"].get<std::string>();
+  auto j = common::parse_json(response.body, "the coordinator's answer");
+  if (j.is_ok() && j->is_object() && j->contains("field") && (*j)["field"].is_string()) field = (*j)["field"].get<std::string>();
   StatusCode code = is_transient(response.status) ? StatusCode::kUnavailable : code_for_http(response.status);
   return Status(code, response.problem_text(), field);
 }
 
 Result<nlohmann::json> json_of(const net::HttpResponse& response) {
   if (!response.ok()) return refusal(response);
-  auto j = nlohmann::json::parse(response.body, nullptr, false);
-  if (j.is_discarded()) return Status(StatusCode::kInternal, "the coordinator answered with invalid JSON");
+  auto j = common::parse_json(response.body, "the coordinator's answer");
+  if (!j.is_ok()) return Status(StatusCode::kInternal, j.status().message());
   return j;
 }
 

@@ -7,6 +7,7 @@
 #include "cli/manifest.h"
 #include "cli/uploader.h"
 #include "common/file_util.h"
+#include "common/json_fields.h"
 
 namespace bitfleet::cli {
 
@@ -17,9 +18,7 @@ namespace {
 
 Result<json> read_json_file(const std::string& path) {
   BITFLEET_ASSIGN_OR_RETURN(std::string text, common::read_file(path));
-  json j = json::parse(text, nullptr, false);
-  if (j.is_discarded()) return invalid_argument(path + ": not valid JSON");
-  return j;
+  return common::parse_json(text, path);
 }
 
 // A job request's train_file / validation_file that name local files become file ids; values
@@ -76,8 +75,9 @@ int submit_job_file(Context& ctx, const std::string& path, bool watch, double in
 Status locate(const Status& refused, const std::vector<ManifestTask>& tasks, size_t first, const std::string& manifest) {
   const std::string& field = refused.field();
   if (field.rfind("jobs[", 0) != 0) return refused;
-  const size_t index = first + std::stoul(field.substr(5));
-  if (index >= tasks.size()) return refused;
+  auto row = common::parse_int64(field.substr(5, field.find(']') - 5), "field");
+  if (!row.is_ok() || *row < 0 || first + static_cast<size_t>(*row) >= tasks.size()) return refused;
+  const size_t index = first + static_cast<size_t>(*row);
   const std::string rest = field.substr(field.find(']') + 1);
   const std::string column = manifest_column(rest.empty() ? rest : rest.substr(1));
   return Status(refused.code(), manifest + ":" + std::to_string(tasks[index].line) + ": row " +

@@ -1,6 +1,8 @@
 #include "common/json_fields.h"
 
 #include <algorithm>
+#include <charconv>
+#include <climits>
 #include <cmath>
 #include <sstream>
 
@@ -86,6 +88,18 @@ Result<nlohmann::json> parse_json(std::string_view text, std::string_view what) 
     std::string reason = e.id == 406 ? "a number is out of range" : "it cannot be represented";
     return invalid_argument(std::string(what) + " is not valid JSON: " + reason);
   }
+}
+
+Result<int64_t> parse_int64(std::string_view text, std::string_view what) {
+  int64_t value = 0;
+  const char* end = text.data() + text.size();
+  auto [stop, error] = std::from_chars(text.data(), end, value);
+  if (text.empty() || error != std::errc() || stop != end) {
+    return invalid_argument(std::string(what) + " must be an integer in [" + std::to_string(INT64_MIN) + ", " +
+                                std::to_string(INT64_MAX) + "], got \"" + std::string(text.substr(0, 40)) + "\"",
+                            std::string(what));
+  }
+  return value;
 }
 
 JsonFields::JsonFields(const nlohmann::json& object, std::string path)

@@ -86,4 +86,8 @@ inline constexpr size_t kMaxJsonDepth = 64;
 // all invalid_argument.
 Result<nlohmann::json> parse_json(std::string_view text, std::string_view what);
 
+// Parses all of `text` as a decimal int64 (an optional '-', digits, nothing else); the error names
+// `what`. Never throws (the std::sto* functions do, and accept trailing junk).
+Result<int64_t> parse_int64(std::string_view text, std::string_view what);
+
 }  // namespace bitfleet::common

@@ -82,7 +82,10 @@ Status Store::migrate() {
   BITFLEET_RETURN_IF_ERROR(db_->exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"));
   BITFLEET_ASSIGN_OR_RETURN(Statement * read, db_->prepare("SELECT value FROM meta WHERE key = 'schema_version'"));
   BITFLEET_ASSIGN_OR_RETURN(bool found, read->step());
-  int version = found ? std::stoi(read->text(0)) : 0;
+  int64_t version = 0;
+  if (found) {
+    BITFLEET_ASSIGN_OR_RETURN(version, common::parse_int64(read->text(0), "the stored schema_version"));
+  }
   read->reset();
   const int latest = static_cast<int>(std::size(kMigrations));
   if (version > latest) {
@@ -97,7 +100,7 @@ Status Store::migrate() {
                                        std::to_string(version + 1) + "')"));
     BITFLEET_RETURN_IF_ERROR(tx.commit());
   }
-  schema_version_ = version;
+  schema_version_ = static_cast<int>(version);
   return Status::ok();
 }
 
@@ -210,7 +213,8 @@ Result<std::optional<FileRecord>> Store::load_file(const std::string& id) {
   s->bind(1, id);
   BITFLEET_ASSIGN_OR_RETURN(bool found, s->step());
   if (!found) return std::optional<FileRecord>();
-  return std::optional<FileRecord>(file_from_row(*s));
+  BITFLEET_ASSIGN_OR_RETURN(FileRecord f, file_from_row(*s));
+  return std::optional<FileRecord>(std::move(f));
 }
 
 Result<std::optional<FileRecord>> Store::get_file(const std::string& id) {
@@ -231,7 +235,8 @@ Result<Page<FileRecord>> Store::list_files(const std::string& tenant, int64_t li
   while (true) {
     BITFLEET_ASSIGN_OR_RETURN(bool row, s->step());
     if (!row) break;
-    page.data.push_back(file_from_row(*s));
+    BITFLEET_ASSIGN_OR_RETURN(FileRecord f, file_from_row(*s));
+    page.data.push_back(std::move(f));
   }
   if (static_cast<int64_t>(page.data.size()) > limit) {
     page.data.pop_back();
@@ -392,7 +397,8 @@ Result<Page<EventRecord>> Store::list_events(const std::string& job_id, int64_t 
   while (true) {
     BITFLEET_ASSIGN_OR_RETURN(bool row, s->step());
     if (!row) break;
-    page.data.push_back({s->integer(0), s->integer(1), s->text(2), nlohmann::json::parse(s->text(3))});
+    BITFLEET_ASSIGN_OR_RETURN(nlohmann::json data, json_column(*s, 3, "an event's data"));
+    page.data.push_back({s->integer(0), s->integer(1), s->text(2), std::move(data)});
   }
   if (static_cast<int64_t>(page.data.size()) > limit) {
     page.data.pop_back();

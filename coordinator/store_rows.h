@@ -2,6 +2,9 @@
 // store_scheduling.cpp (internal to the store).
 #pragma once
 
+#include <algorithm>
+
+#include "common/json_fields.h"
 #include "coordinator/sqlite.h"
 #include "coordinator/store.h"
 
@@ -10,7 +13,14 @@ namespace bitfleet::coordinator {
 inline constexpr const char* kFileColumns =
     "id, tenant, filename, format, bytes, sha256, rows, columns, created_at";
 
-inline FileRecord file_from_row(const Statement& s) {
+// A JSON column as the store wrote it; anything else is data loss, never an exception.
+inline Result<nlohmann::json> json_column(const Statement& s, int column, const std::string& what) {
+  auto parsed = common::parse_json(s.text(column), what);
+  if (!parsed.is_ok()) return data_loss("the store holds unreadable JSON: " + parsed.status().message());
+  return parsed;
+}
+
+inline Result<FileRecord> file_from_row(const Statement& s) {
   FileRecord f;
   f.id = s.text(0);
   f.tenant = s.text(1);
@@ -19,7 +29,11 @@ inline FileRecord file_from_row(const Statement& s) {
   f.bytes = s.integer(4);
   f.sha256 = s.text(5);
   f.rows = s.integer(6);
-  f.columns = nlohmann::json::parse(s.text(7)).get<std::vector<std::string>>();
+  BITFLEET_ASSIGN_OR_RETURN(nlohmann::json columns, json_column(s, 7, "file " + f.id + "'s columns"));
+  if (!columns.is_array() || !std::all_of(columns.begin(), columns.end(), [](const auto& c) { return c.is_string(); })) {
+    return data_loss("file " + f.id + "'s stored columns are not a list of names");
+  }
+  f.columns = columns.get<std::vector<std::string>>();
   f.created_at = s.integer(8);
   return f;
 }
@@ -36,7 +50,8 @@ inline Result<JobRecord> job_from_row(const Statement& s) {
   j.tenant = s.text(2);
   j.backbone = s.text(3);
   j.status = s.text(4);
-  auto request = common::parse_job_request(nlohmann::json::parse(s.text(5)), common::FileRefs::kFileIds);
+  BITFLEET_ASSIGN_OR_RETURN(nlohmann::json stored, json_column(s, 5, "job " + j.id + "'s request"));
+  auto request = common::parse_job_request(stored, common::FileRefs::kFileIds);
   if (!request.is_ok()) return data_loss("job " + j.id + " holds an unreadable request: " + request.status().message());
   j.request = std::move(request).value();
   j.attempt = s.integer(6);
@@ -50,7 +65,9 @@ inline Result<JobRecord> job_from_row(const Statement& s) {
   j.error = s.text(14);
   j.step = s.integer(15);
   if (!s.is_null(16)) j.train_loss = s.real(16);
-  j.metrics = s.is_null(17) ? nlohmann::json() : nlohmann::json::parse(s.text(17));
+  if (!s.is_null(17)) {
+    BITFLEET_ASSIGN_OR_RETURN(j.metrics, json_column(s, 17, "job " + j.id + "'s metrics"));
+  }
   j.checkpoint_blob = s.text(18);
   j.checkpoint_step = s.integer(19);
   j.artifact_blob = s.text(20);

@@ -177,7 +177,7 @@ Status GroupRunner::setup() {
     a.max_labels = options_.max_labels;
     a.max_seq_len = backbone_->config().max_sequence_length();
     agent_ = std::make_unique<agent::Agent>(a);
-    agent_->start();
+    BITFLEET_RETURN_IF_ERROR(agent_->start());
   }
   return Status::ok();
 }

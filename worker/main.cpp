@@ -12,6 +12,7 @@
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "common/log.h"
+#include "common/net/http_client.h"
 #include "worker/comm/communicator.h"
 #include "worker/group_runner.h"
 
@@ -49,6 +50,10 @@ int main(int argc, char** argv) {
   }
   if (options.device != "cpu" && options.device != "cuda") {
     std::cerr << "bitfleet-worker: --device must be cpu or cuda\n";
+    return 2;
+  }
+  if (auto url = net::parse_url(options.coordinator_url); !url.is_ok()) {
+    std::cerr << "bitfleet-worker: --coordinator: " << url.status().message() << "\n";
     return 2;
   }
   auto token = common::read_file(token_file);

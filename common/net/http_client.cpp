@@ -7,6 +7,7 @@
 #include <boost/beast/version.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <limits>
 
@@ -60,6 +61,10 @@ Result<Endpoint> parse_url(std::string_view url) {
     e.port = std::string(authority.substr(colon + 1));
   }
   if (e.host.empty() || e.port.empty()) return invalid_argument("URL \"" + std::string(url) + "\" has no host or port");
+  const bool digits = std::all_of(e.port.begin(), e.port.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits || e.port.size() > 5 || std::stoi(e.port) < 1 || std::stoi(e.port) > 65535) {
+    return invalid_argument("URL \"http://" + std::string(url) + "\": port \"" + e.port + "\" is not a number in [1, 65535]");
+  }
   return e;
 }
 

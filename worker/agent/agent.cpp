@@ -22,11 +22,14 @@ Agent::Agent(AgentOptions options) : options_(std::move(options)) {}
 
 Agent::~Agent() { stop(); }
 
-void Agent::start() {
+Status Agent::start() {
   auto endpoint = net::parse_url(options_.coordinator_url);
-  client_ = std::make_unique<net::HttpClient>(endpoint.is_ok() ? *endpoint : net::Endpoint{"127.0.0.1", "1", ""},
-                                              options_.token, options_.request_timeout);
+  if (!endpoint.is_ok()) {
+    return invalid_argument("--coordinator: " + endpoint.status().message(), "coordinator");
+  }
+  client_ = std::make_unique<net::HttpClient>(*endpoint, options_.token, options_.request_timeout);
   thread_ = std::thread([this] { run(); });
+  return Status::ok();
 }
 
 void Agent::stop() {

@@ -63,7 +63,8 @@ class Agent {
  public:
   explicit Agent(AgentOptions options);
   ~Agent();
-  void start();
+  // Starts the agent's thread; an unparsable coordinator URL is invalid_argument (nothing starts).
+  Status start();
   void stop();
 
   // The loop's side.

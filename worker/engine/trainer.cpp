@@ -12,6 +12,7 @@
 #include <c10/cuda/CUDAStream.h>
 #endif
 
+#include "common/json_fields.h"
 #include "common/safetensors.h"
 #include "worker/text/sampler.h"
 
@@ -157,10 +158,15 @@ Status Trainer::admit(int slot, TrainJob job, const std::string* checkpoint) {
     auto number = [&](const char* key) -> Result<int64_t> {
       auto it = meta.find(key);
       if (it == meta.end()) return data_loss("checkpoint of " + s.job.id + " has no " + key);
-      return static_cast<int64_t>(std::stoll(it->second));
+      auto value = common::parse_int64(it->second, "checkpoint of " + s.job.id + ": " + key);
+      if (!value.is_ok()) return data_loss(value.status().message());
+      return value;
     };
-    if (meta.count("request") && nlohmann::json::parse(meta.at("request")) != common::to_json(s.job.request)) {
-      return invalid_argument("checkpoint of " + s.job.id + " was made for a different job request");
+    if (meta.count("request")) {
+      auto stored = common::parse_json(meta.at("request"), "checkpoint of " + s.job.id + ": request");
+      if (!stored.is_ok() || *stored != common::to_json(s.job.request)) {
+        return invalid_argument("checkpoint of " + s.job.id + " was made for a different job request");
+      }
     }
     BITFLEET_ASSIGN_OR_RETURN(s.progress.step, number("step"));
     BITFLEET_ASSIGN_OR_RETURN(s.progress.epoch, number("epoch"));

@@ -99,7 +99,7 @@ class AgentTest : public ::testing::Test {
     o.slots = slots;
     o.lease_poll = 100ms;
     auto a = std::make_unique<Agent>(o);
-    a->start();
+    EXPECT_TRUE(a->start().is_ok());
     return a;
   }
   std::vector<LeasedJob> wait_for_leases(Agent& a, size_t n) {
@@ -219,6 +219,25 @@ TEST_F(AgentTest, CancelledJobIsDroppedAtTheNextHeartbeat) {
     dropped = agent->take_dropped();
   }
   EXPECT_EQ(dropped, std::vector<std::string>{id});
+}
+
+// A bad --coordinator is refused at start (bitfleet-worker exits 2), never silently replaced by
+// an address that cannot answer.
+TEST(AgentUrlTest, BadCoordinatorUrlIsRefusedAtStart) {
+  for (const char* bad : {"127.0.0.1:8080", "http://", "http://host:", "http://host:80x", "http://host:0",
+                          "http://host:70000", "https://host:443"}) {
+    AgentOptions o;
+    o.coordinator_url = bad;
+    Agent agent(o);
+    Status s = agent.start();
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << bad;
+    EXPECT_EQ(s.field(), "coordinator") << bad;
+  }
+  auto good = net::parse_url("http://10.0.0.5:8080/prefix/");
+  ASSERT_TRUE(good.is_ok());
+  EXPECT_EQ(good->host, "10.0.0.5");
+  EXPECT_EQ(good->port, "8080");
+  EXPECT_EQ(good->base_path, "/prefix");
 }
 
 }  // namespace

@@ -27,5 +27,16 @@ TEST(JsonFieldsTest, ParseJsonNamesWhatWasRead) {
   EXPECT_NE(r.status().message().find("request body"), std::string::npos);
 }
 
+TEST(JsonFieldsTest, ParseInt64TakesWholeDecimalsOnly) {
+  EXPECT_EQ(*parse_int64("42", "step"), 42);
+  EXPECT_EQ(*parse_int64("-7", "step"), -7);
+  EXPECT_EQ(*parse_int64("9223372036854775807", "step"), INT64_MAX);
+  for (const char* bad : {"", "12x", " 1", "1.5", "9223372036854775808", "abc", "+"}) {
+    auto r = parse_int64(bad, "step");
+    ASSERT_FALSE(r.is_ok()) << bad;
+    EXPECT_EQ(r.status().field(), "step") << bad;
+  }
+}
+
 }  // namespace
 }  // namespace bitfleet::common

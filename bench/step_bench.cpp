@@ -34,7 +34,7 @@
 
 #include "common/flags.h"
 #include "common/json_fields.h"
-#include "worker/comm/communicator.h"
+#include "worker/comm/factory.h"
 #include "worker/engine/backbone.h"
 #include "worker/engine/trainer.h"
 

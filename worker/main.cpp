@@ -13,7 +13,7 @@
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/net/http_client.h"
-#include "worker/comm/communicator.h"
+#include "worker/comm/factory.h"
 #include "worker/group_runner.h"
 
 namespace {

@@ -19,7 +19,7 @@
 #include "common/flags.h"
 #include "common/job_spec.h"
 #include "common/log.h"
-#include "worker/comm/communicator.h"
+#include "worker/comm/factory.h"
 #include "worker/engine/backbone_config.h"
 #include "worker/engine/local_run.h"
 #include "worker/engine/random_backbone.h"

@@ -51,9 +51,7 @@ struct CommunicatorOptions {
 // Whether this process was started by an MPI launcher (mpirun, srun with PMI/PMIx).
 bool launched_by_mpi();
 
-// Creates the communicator; MPI is initialised here (once per process) when needed.
-Result<std::unique_ptr<Communicator>> make_communicator(const CommunicatorOptions& options, int* argc, char*** argv);
-
+// A one-process group (the "local" backend). make_communicator (factory.h) picks a backend.
 std::unique_ptr<Communicator> make_local_communicator();
 
 }  // namespace bitfleet::comm

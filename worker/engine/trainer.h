@@ -124,6 +124,12 @@ class Trainer {
   };
 
   void start_epoch(Slot& s);
+  Status restore(int slot, const std::string& checkpoint);
+  // The step's parts (trainer.cpp).
+  std::vector<SegmentInput> rank_share(const std::vector<int>& active, StepReport& report) const;
+  void forward_backward(std::vector<SegmentInput> inputs);
+  void update(const std::vector<int>& active, StepReport& report);
+  void advance(StepReport& report);
   void build_mask(int slot);
   std::vector<std::pair<std::string, at::Tensor>> trained_tensors(int slot, const at::Tensor& source) const;
   double learning_rate(const Slot& s) const;

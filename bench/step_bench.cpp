@@ -35,8 +35,7 @@
 #include "common/flags.h"
 #include "common/json_fields.h"
 #include "worker/comm/factory.h"
-#include "worker/engine/backbone.h"
-#include "worker/engine/trainer.h"
+#include "worker/engine/session.h"
 
 using namespace bitfleet;
 
@@ -165,7 +164,6 @@ int main(int argc, char** argv) {
     std::cerr << s.message() << "\n";
     return 2;
   }
-  if (threads > 0) at::set_num_threads(threads);
   std::vector<int64_t> slot_counts;
   std::stringstream list(slots_text);
   for (std::string item; std::getline(list, item, ',');) {
@@ -178,22 +176,24 @@ int main(int argc, char** argv) {
   }
   const int64_t max_slots = *std::max_element(slot_counts.begin(), slot_counts.end());
 
-  const c10::Device device(device_name == "cuda" ? c10::kCUDA : c10::kCPU);
-  if (rows_per_pass < 0) rows_per_pass = engine::TrainerOptions::default_rows_per_pass(device.is_cuda());
-  const at::ScalarType dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
-  auto backbone = engine::Backbone::load(backbone_dir, device, dtype);
-  if (!backbone.is_ok()) {
-    std::cerr << backbone.status().to_string() << "\n";
-    return 1;
-  }
-  const auto& c = (*backbone)->config();
-  engine::BitFitModel model(**backbone, {.slots = max_slots, .max_labels = 2});
+  if (rows_per_pass < 0) rows_per_pass = engine::TrainerOptions::default_rows_per_pass(device_name == "cuda");
   auto comm = comm::make_communicator({.backend = comm_name}, &argc, &argv);
   if (!comm.is_ok()) {
     std::cerr << comm.status().to_string() << "\n";
     return 1;
   }
-  engine::Trainer trainer(model, **comm, static_cast<int32_t>(c.pad_token_id), {.max_rows_per_pass = rows_per_pass});
+  auto session = engine::Session::open({.backbone_dir = backbone_dir, .device = device_name, .threads = threads,
+                                        .slots = max_slots, .max_labels = 2, .rows_per_pass = rows_per_pass},
+                                       **comm);
+  if (!session.is_ok()) {
+    std::cerr << session.status().to_string() << "\n";
+    return 1;
+  }
+  const c10::Device device = (*session)->device();
+  const at::ScalarType dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  const auto& c = (*session)->backbone().config();
+  engine::BitFitModel& model = (*session)->model();
+  engine::Trainer& trainer = (*session)->trainer();
 
   common::JobRequest request;
   request.task = {common::TaskType::kClassification, {"text"}, "label", {"a", "b"}};

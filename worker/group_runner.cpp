@@ -2,8 +2,6 @@
 
 #include <unistd.h>
 
-#include <ATen/Parallel.h>
-
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -20,8 +18,7 @@
 #include "common/net/sha256.h"
 #include "worker/agent/agent.h"
 #include "worker/agent/file_cache.h"
-#include "worker/engine/backbone.h"
-#include "worker/engine/trainer.h"
+#include "worker/engine/session.h"
 #include "worker/worker_metrics.h"
 
 namespace bitfleet::worker {
@@ -128,12 +125,9 @@ class GroupRunner {
   const std::atomic<bool>& stop_;
   bool leader_;
   agent::FileCache cache_;
-  c10::Device device_{c10::kCPU};
   std::unique_ptr<net::HttpClient> client_;
-  std::unique_ptr<engine::Backbone> backbone_;
-  std::shared_ptr<const text::Tokenizer> tokenizer_;
-  std::unique_ptr<engine::BitFitModel> model_;
-  std::unique_ptr<engine::Trainer> trainer_;
+  std::unique_ptr<engine::Session> session_;
+  engine::Trainer* trainer_ = nullptr;  // the session's
   std::unique_ptr<agent::Agent> agent_;
   std::unique_ptr<WorkerMetrics> metrics_;
   std::map<int, SlotInfo> slots_;  // rank 0's bookkeeping of the jobs it reports for
@@ -141,24 +135,17 @@ class GroupRunner {
 };
 
 Status GroupRunner::setup() {
-  const bool cuda = options_.device == "cuda";
-  if (cuda) {
-    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-    if (local == nullptr) local = std::getenv("SLURM_LOCALID");
-    device_ = c10::Device(c10::kCUDA, local ? static_cast<c10::DeviceIndex>(std::atoi(local)) : 0);
-  }
-  if (options_.threads > 0) at::set_num_threads(options_.threads);
   BITFLEET_RETURN_IF_ERROR(cache_.init());
   BITFLEET_ASSIGN_OR_RETURN(net::Endpoint endpoint, net::parse_url(options_.coordinator_url));
   client_ = std::make_unique<net::HttpClient>(endpoint, options_.token, std::chrono::seconds(300));
-  BITFLEET_ASSIGN_OR_RETURN(backbone_, engine::Backbone::load(options_.backbone_dir, device_,
-                                                              cuda ? at::kBFloat16 : at::kFloat));
-  BITFLEET_ASSIGN_OR_RETURN(tokenizer_, text::Tokenizer::load(options_.backbone_dir));
-  model_ = std::make_unique<engine::BitFitModel>(*backbone_, engine::ModelOptions{.slots = options_.slots,
-                                                                                  .max_labels = options_.max_labels});
-  engine::TrainerOptions trainer_options;
-  trainer_options.max_rows_per_pass = options_.rows_per_pass >= 0 ? options_.rows_per_pass : engine::TrainerOptions::default_rows_per_pass(cuda);
-  trainer_ = std::make_unique<engine::Trainer>(*model_, comm_, tokenizer_->pad_id(), trainer_options);
+  BITFLEET_ASSIGN_OR_RETURN(session_, engine::Session::open({.backbone_dir = options_.backbone_dir,
+                                                             .device = options_.device,
+                                                             .threads = options_.threads,
+                                                             .slots = options_.slots,
+                                                             .max_labels = options_.max_labels,
+                                                             .rows_per_pass = options_.rows_per_pass},
+                                                            comm_));
+  trainer_ = &session_->trainer();
   BITFLEET_ASSIGN_OR_RETURN(metrics_, WorkerMetrics::create(options_.metrics_port, comm_.rank(),
                                                             options_.backbone_name, options_.device));
   if (leader_) {
@@ -175,7 +162,7 @@ Status GroupRunner::setup() {
     a.slots = options_.slots;
     a.ranks = comm_.size();
     a.max_labels = options_.max_labels;
-    a.max_seq_len = backbone_->config().max_sequence_length();
+    a.max_seq_len = session_->backbone().config().max_sequence_length();
     agent_ = std::make_unique<agent::Agent>(a);
     BITFLEET_RETURN_IF_ERROR(agent_->start());
   }
@@ -225,7 +212,7 @@ Prepared GroupRunner::prepare(const agent::LeasedJob& leased) {
   auto load = [&](const agent::FileRef& f, std::shared_ptr<const text::Dataset>& out) -> Prepared {
     auto path = cache_.fetch(*client_, "/internal/v1/files/" + f.id + "/content", f.sha256);
     if (!path.is_ok()) return {{}, {}, 1, path.status().message()};
-    auto data = text::load_dataset(*path, f.filename, r.task, *tokenizer_, r.hyperparameters.max_seq_len);
+    auto data = text::load_dataset(*path, f.filename, r.task, *session_->tokenizer(), r.hyperparameters.max_seq_len);
     if (!data.is_ok()) return {{}, {}, kPermanent, data.status().message()};
     out = std::make_shared<text::Dataset>(std::move(data).value());
     return {};
@@ -392,7 +379,7 @@ int GroupRunner::run() {
       auto report = trainer_->step();
       if (!report.is_ok()) abort(report.status());
       after_step(*report);
-      metrics_->device_memory(device_memory(device_));
+      metrics_->device_memory(device_memory(session_->device()));
     }
     if (leader_) update_agent();
   }

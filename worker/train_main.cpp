@@ -21,8 +21,8 @@
 #include "common/log.h"
 #include "worker/comm/factory.h"
 #include "worker/engine/backbone_config.h"
-#include "worker/engine/local_run.h"
-#include "worker/engine/random_backbone.h"
+#include "worker/local/local_run.h"
+#include "worker/local/random_backbone.h"
 
 namespace {
 
@@ -103,7 +103,7 @@ int describe(common::Flags& flags) {
 }
 
 int random_backbone(common::Flags& flags) {
-  engine::RandomBackboneSpec spec;
+  local::RandomBackboneSpec spec;
   std::string arch = flags.string("arch");
   spec.layers = flags.integer("layers", 1, 48, std::nullopt);
   spec.hidden = flags.integer("hidden", 8, 8192, std::nullopt);
@@ -116,13 +116,13 @@ int random_backbone(common::Flags& flags) {
   if (Status s = flags.finish(); !s.is_ok()) return fail(s);
   if (arch != "bert" && arch != "roberta") return fail(invalid_argument("--arch must be bert or roberta"));
   spec.architecture = arch == "bert" ? engine::Architecture::kBert : engine::Architecture::kRoberta;
-  if (Status s = engine::write_random_backbone(spec, out); !s.is_ok()) return fail(s);
+  if (Status s = local::write_random_backbone(spec, out); !s.is_ok()) return fail(s);
   std::cout << out << "\n";
   return 0;
 }
 
 int run(common::Flags& flags, int* argc, char*** argv) {
-  engine::LocalRunOptions options;
+  local::LocalRunOptions options;
   options.spec_path = flags.string("spec");
   options.out_dir = flags.string("out");
   options.threads = static_cast<int>(flags.integer("threads", 0, 256, 0));
@@ -140,7 +140,7 @@ int run(common::Flags& flags, int* argc, char*** argv) {
   auto communicator = comm::make_communicator(copts, argc, argv);
   if (!communicator.is_ok()) return fail(communicator.status());
   if ((*communicator)->size() > 1) set_log_role("bitfleet-train rank " + std::to_string((*communicator)->rank()));
-  Status s = engine::run_local(options, **communicator);
+  Status s = local::run_local(options, **communicator);
   if (s.code() == StatusCode::kDeadlineExceeded) {
     std::cerr << "bitfleet-train: " << s.message() << "\n";
     (*communicator)->abort_group(3);

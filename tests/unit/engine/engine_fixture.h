@@ -14,7 +14,7 @@
 #include <ATen/Parallel.h>
 
 #include "worker/engine/backbone.h"
-#include "worker/engine/random_backbone.h"
+#include "worker/local/random_backbone.h"
 
 namespace bitfleet::engine::testing {
 
@@ -43,7 +43,7 @@ class TempDir {
 inline std::unique_ptr<Backbone> random_backbone(const TempDir& dir, Architecture arch = Architecture::kBert,
                                                  uint64_t seed = 1) {
   at::set_num_threads(1);
-  RandomBackboneSpec spec;
+  local::RandomBackboneSpec spec;
   spec.architecture = arch;
   spec.layers = 2;
   spec.hidden = 32;
@@ -53,7 +53,7 @@ inline std::unique_ptr<Backbone> random_backbone(const TempDir& dir, Architectur
   spec.max_sequence_length = 64;
   spec.seed = seed;
   const std::string out = dir.sub(arch == Architecture::kBert ? "bert" : "roberta");
-  Status written = write_random_backbone(spec, out);
+  Status written = local::write_random_backbone(spec, out);
   EXPECT_TRUE(written.is_ok()) << written.to_string();
   auto loaded = Backbone::load(out, c10::kCPU, at::kFloat);
   EXPECT_TRUE(loaded.is_ok()) << loaded.status().to_string();

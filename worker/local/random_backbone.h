@@ -13,10 +13,10 @@
 #include "common/status.h"
 #include "worker/engine/backbone_config.h"
 
-namespace bitfleet::engine {
+namespace bitfleet::local {
 
 struct RandomBackboneSpec {
-  Architecture architecture = Architecture::kBert;
+  engine::Architecture architecture = engine::Architecture::kBert;
   int64_t layers = 2;
   int64_t hidden = 64;
   int64_t heads = 4;
@@ -28,4 +28,4 @@ struct RandomBackboneSpec {
 
 Status write_random_backbone(const RandomBackboneSpec& spec, const std::string& out_dir);
 
-}  // namespace bitfleet::engine
+}  // namespace bitfleet::local

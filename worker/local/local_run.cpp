@@ -1,6 +1,4 @@
-#include "worker/engine/local_run.h"
-
-#include <ATen/Parallel.h>
+#include "worker/local/local_run.h"
 
 #include <chrono>
 #include <cstdio>
@@ -13,12 +11,16 @@
 #include "common/file_util.h"
 #include "common/json_fields.h"
 #include "common/log.h"
-#include "worker/engine/backbone.h"
-#include "worker/engine/bitfit_model.h"
-#include "worker/engine/trainer.h"
-#include "worker/text/tokenizer.h"
+#include "worker/engine/session.h"
 
-namespace bitfleet::engine {
+namespace bitfleet::local {
+
+using engine::Metrics;
+using engine::Session;
+using engine::StepReport;
+using engine::Trainer;
+using engine::TrainJob;
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -116,21 +118,16 @@ json metrics_json(const Metrics& m) {
 
 Status run_local(const LocalRunOptions& options, comm::Communicator& comm) {
   BITFLEET_ASSIGN_OR_RETURN(Spec spec, read_spec(options.spec_path));
-  at::set_num_threads(options.threads > 0 ? options.threads : spec.threads);
+  BITFLEET_ASSIGN_OR_RETURN(auto session, Session::open({.backbone_dir = spec.backbone,
+                                                         .device = options.device,
+                                                         .threads = options.threads > 0 ? options.threads : spec.threads,
+                                                         .slots = spec.slots,
+                                                         .max_labels = spec.max_labels,
+                                                         .rows_per_pass = options.rows_per_pass},
+                                                        comm));
   const bool leader = comm.rank() == 0;
-  const bool cuda = options.device == "cuda";
-  c10::Device device = cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
-  if (cuda) {
-    const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-    if (local == nullptr) local = std::getenv("SLURM_LOCALID");
-    device = c10::Device(c10::kCUDA, local ? static_cast<c10::DeviceIndex>(std::atoi(local)) : 0);
-  }
-  BITFLEET_ASSIGN_OR_RETURN(auto backbone, Backbone::load(spec.backbone, device, cuda ? at::kBFloat16 : at::kFloat));
-  BITFLEET_ASSIGN_OR_RETURN(auto tokenizer, text::Tokenizer::load(spec.backbone));
-  BitFitModel model(*backbone, {.slots = spec.slots, .max_labels = spec.max_labels});
-  TrainerOptions trainer_options;
-  trainer_options.max_rows_per_pass = options.rows_per_pass >= 0 ? options.rows_per_pass : TrainerOptions::default_rows_per_pass(cuda);
-  Trainer trainer(model, comm, tokenizer->pad_id(), trainer_options);
+  Trainer& trainer = session->trainer();
+  const text::Tokenizer* tokenizer = session->tokenizer().get();
 
   // Every rank reads and tokenizes the data itself; bad data stops the run before any training.
   for (auto& job : spec.jobs) {
@@ -267,4 +264,4 @@ Status run_local(const LocalRunOptions& options, comm::Communicator& comm) {
   return common::write_file_atomic(options.out_dir + "/metrics.json", out.dump(2));
 }
 
-}  // namespace bitfleet::engine
+}  // namespace bitfleet::local

@@ -1,4 +1,4 @@
-#include "worker/engine/random_backbone.h"
+#include "worker/local/random_backbone.h"
 
 #include <filesystem>
 #include <map>
@@ -12,7 +12,12 @@
 #include "common/file_util.h"
 #include "common/safetensors.h"
 
-namespace bitfleet::engine {
+namespace bitfleet::local {
+
+using engine::Architecture;
+using engine::BackboneConfig;
+using engine::backbone_parameters;
+
 namespace {
 
 // Enough English for generated demo datasets to tokenize into real pieces.
@@ -185,4 +190,4 @@ Status write_random_backbone(const RandomBackboneSpec& spec, const std::string& 
   return roberta ? write_roberta_vocab(spec, out_dir) : write_bert_vocab(spec, out_dir);
 }
 
-}  // namespace bitfleet::engine
+}  // namespace bitfleet::local

@@ -15,7 +15,7 @@
 #include "common/status.h"
 #include "worker/comm/communicator.h"
 
-namespace bitfleet::engine {
+namespace bitfleet::local {
 
 struct LocalRunOptions {
   std::string spec_path;
@@ -30,4 +30,4 @@ struct LocalRunOptions {
 
 Status run_local(const LocalRunOptions& options, comm::Communicator& comm);
 
-}  // namespace bitfleet::engine
+}  // namespace bitfleet::local

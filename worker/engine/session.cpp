@@ -1,0 +1,38 @@
+#include "worker/engine/session.h"
+
+#include <cstdlib>
+
+#include <ATen/Parallel.h>
+
+namespace bitfleet::engine {
+namespace {
+
+// The GPU of this rank on its node: mpirun's or srun's local rank, else 0.
+c10::Device cuda_device_of_this_rank() {
+  const char* local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  if (local == nullptr) local = std::getenv("SLURM_LOCALID");
+  return c10::Device(c10::kCUDA, local ? static_cast<c10::DeviceIndex>(std::atoi(local)) : 0);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Session>> Session::open(const SessionOptions& options, comm::Communicator& comm) {
+  if (options.device != "cpu" && options.device != "cuda") {
+    return invalid_argument("device must be cpu or cuda, got \"" + options.device + "\"", "device");
+  }
+  std::unique_ptr<Session> s(new Session());
+  s->options_ = options;
+  const bool cuda = options.device == "cuda";
+  if (cuda) s->device_ = cuda_device_of_this_rank();
+  if (options.threads > 0) at::set_num_threads(options.threads);
+  BITFLEET_ASSIGN_OR_RETURN(s->backbone_, Backbone::load(options.backbone_dir, s->device_, cuda ? at::kBFloat16 : at::kFloat));
+  BITFLEET_ASSIGN_OR_RETURN(s->tokenizer_, text::Tokenizer::load(options.backbone_dir));
+  s->model_ = std::make_unique<BitFitModel>(*s->backbone_, ModelOptions{.slots = options.slots, .max_labels = options.max_labels});
+  TrainerOptions trainer_options;
+  trainer_options.max_rows_per_pass =
+      options.rows_per_pass >= 0 ? options.rows_per_pass : TrainerOptions::default_rows_per_pass(cuda);
+  s->trainer_ = std::make_unique<Trainer>(*s->model_, comm, s->tokenizer_->pad_id(), trainer_options);
+  return s;
+}
+
+}  // namespace bitfleet::engine

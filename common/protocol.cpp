@@ -2,6 +2,7 @@
 
 #include <limits>
 
+#include "common/job_spec.h"
 #include "common/json_fields.h"
 
 namespace bitfleet::protocol {
@@ -33,7 +34,147 @@ Result<json> body_object(std::string_view body, std::string_view what) {
   return j;
 }
 
+json optional_number(const std::optional<double>& v) { return v ? json(*v) : json(); }
+
+// "train_loss": a number, or null / absent (none yet, or not finite).
+std::optional<double> optional_loss(JsonFields& f) {
+  const bool present = f.has("train_loss") && !f.raw("train_loss").is_null();
+  const double loss = f.number("train_loss", {.min = -1e300, .max = 1e300}, 0.0);  // marks the field known
+  return present ? std::optional(loss) : std::nullopt;
+}
+
+json with_fence(const Fence& fence, json body) {
+  body["worker_group"] = fence.worker_group;
+  body["attempt"] = fence.attempt;
+  return body;
+}
+
+Fence fence_of(JsonFields& f) { return {f.string("worker_group", std::nullopt, kIdLength), f.integer("attempt", 1, kMaxInt)}; }
+
 }  // namespace
+
+// --- worker → coordinator ------------------------------------------------------------------------
+
+json to_json(const Registration& r) {
+  json out = {{"name", r.name},       {"backbone", r.backbone},     {"backbone_sha256", r.backbone_sha256},
+              {"device", r.device},   {"slots", r.slots},           {"ranks", r.ranks},
+              {"max_labels", r.max_labels}, {"max_seq_len", r.max_seq_len}};
+  if (!r.id.empty()) out["id"] = r.id;
+  return out;
+}
+
+json to_json(const LeaseRequest& r) { return {{"free_slots", r.free_slots}}; }
+
+json to_json(const Heartbeat& h) {
+  json jobs = json::array();
+  for (const auto& p : h.jobs) {
+    jobs.push_back({{"id", p.job_id}, {"attempt", p.attempt}, {"step", p.step}, {"total_steps", p.total_steps},
+                    {"train_loss", optional_number(p.train_loss)}});
+  }
+  return {{"free_slots", h.free_slots}, {"jobs", jobs}};
+}
+
+json to_json(const EventsReport& r) {
+  json events = json::array();
+  for (const auto& e : r.events) events.push_back({{"type", e.type}, {"data", e.data}});
+  return with_fence(r.fence, {{"events", events}});
+}
+
+json to_json(const CompleteReport& r) {
+  return with_fence(r.fence, {{"metrics", r.metrics}, {"train_loss", optional_number(r.train_loss)}, {"steps", r.steps}});
+}
+
+json to_json(const FailReport& r) { return with_fence(r.fence, {{"reason", r.reason}}); }
+
+json to_json(const ReleaseReport& r) { return with_fence(r.fence, json::object()); }
+
+Result<Registration> parse_registration(const json& body) {
+  JsonFields f(body, "");
+  Registration r;
+  r.id = f.string("id", "", kIdLength, true);
+  r.name = f.string("name", std::nullopt, 128);
+  r.backbone = f.string("backbone", std::nullopt, 128);
+  r.backbone_sha256 = f.string("backbone_sha256", "", 64, true);
+  r.device = f.string("device", "cpu", 32);
+  r.slots = f.integer("slots", 1, 4096);
+  r.ranks = f.integer("ranks", 1, 65536, 1);
+  r.max_labels = f.integer("max_labels", 1, common::kMaxLabels, common::kMaxLabels);
+  r.max_seq_len = f.integer("max_seq_len", 8, 1 << 16, common::kMaxSeqLenLimit);
+  BITFLEET_RETURN_IF_ERROR(f.finish());
+  return r;
+}
+
+Result<LeaseRequest> parse_lease_request(const json& body) {
+  JsonFields f(body, "");
+  LeaseRequest r{f.integer("free_slots", 0, 4096)};
+  BITFLEET_RETURN_IF_ERROR(f.finish());
+  return r;
+}
+
+Result<Heartbeat> parse_heartbeat(const json& body) {
+  JsonFields f(body, "");
+  Heartbeat h;
+  h.free_slots = f.integer("free_slots", 0, 4096);
+  const json& list = f.raw("jobs");
+  if (f.ok() && !list.is_null() && !list.is_array()) f.fail("jobs", "must be a list");
+  for (size_t i = 0; f.ok() && list.is_array() && i < list.size(); ++i) {
+    JsonFields j(list[i], "jobs[" + std::to_string(i) + "]");
+    ProgressReport p{j.string("id", std::nullopt, kIdLength), j.integer("attempt", 1, kMaxInt),
+                     j.integer("step", 0, kMaxInt, 0), j.integer("total_steps", 0, kMaxInt, 0), optional_loss(j)};
+    BITFLEET_RETURN_IF_ERROR(j.finish());
+    h.jobs.push_back(std::move(p));
+  }
+  BITFLEET_RETURN_IF_ERROR(f.finish());
+  return h;
+}
+
+Result<EventsReport> parse_events_report(const json& body) {
+  JsonFields f(body, "");
+  EventsReport r;
+  r.fence = fence_of(f);
+  const json& list = f.raw("events");
+  if (f.ok() && (!list.is_array() || list.size() > 1000)) f.fail("events", "must be a list of at most 1000 events");
+  for (size_t i = 0; f.ok() && i < list.size(); ++i) {
+    JsonFields e(list[i], "events[" + std::to_string(i) + "]");
+    std::string type = e.string("type", std::nullopt, 32);
+    const json& data = e.raw("data");
+    if (e.ok() && type != "train_loss" && type != "eval" && type != "log") e.fail("type", "must be train_loss, eval or log");
+    if (e.ok() && !data.is_object()) e.fail("data", "must be an object");
+    BITFLEET_RETURN_IF_ERROR(e.finish());
+    r.events.push_back({std::move(type), data});
+  }
+  BITFLEET_RETURN_IF_ERROR(f.finish());
+  return r;
+}
+
+Result<CompleteReport> parse_complete_report(const json& body) {
+  JsonFields f(body, "");
+  CompleteReport r;
+  r.fence = fence_of(f);
+  const json& metrics = f.raw("metrics");
+  r.train_loss = optional_loss(f);
+  r.steps = f.integer("steps", 0, kMaxInt);
+  if (f.ok() && !metrics.is_null() && !metrics.is_object()) f.fail("metrics", "must be an object");
+  BITFLEET_RETURN_IF_ERROR(f.finish());
+  if (metrics.is_object()) r.metrics = metrics;
+  return r;
+}
+
+Result<FailReport> parse_fail_report(const json& body) {
+  JsonFields f(body, "");
+  FailReport r{fence_of(f), f.string("reason", std::nullopt, 4096)};
+  BITFLEET_RETURN_IF_ERROR(f.finish());
+  return r;
+}
+
+Result<ReleaseReport> parse_release_report(const json& body) {
+  JsonFields f(body, "");
+  ReleaseReport r{fence_of(f)};
+  BITFLEET_RETURN_IF_ERROR(f.finish());
+  return r;
+}
+
+// --- coordinator → worker ------------------------------------------------------------------------
 
 json to_json(const FileRef& f) {
   return {{"id", f.id}, {"filename", f.filename}, {"sha256", f.sha256}, {"bytes", f.bytes}};

@@ -279,7 +279,7 @@ void GroupRunner::finish(int slot) {
     SlotInfo& info = slots_[slot];
     json metrics = json::object();
     for (const auto& [k, v] : *evaluated) metrics[k] = v;
-    if (!metrics.empty()) agent_->send_events(info.job_id, info.attempt, json::array({{{"type", "eval"}, {"data", metrics}}}));
+    if (!metrics.empty()) agent_->send_events(info.job_id, info.attempt, {{"eval", metrics}});
     std::map<std::string, std::string> meta = {{"backbone", options_.backbone_name},
                                                {"backbone_sha256", backbone_sha256_},
                                                {"metrics", metrics.dump()},
@@ -302,9 +302,8 @@ void GroupRunner::after_step(const engine::StepReport& report) {
       info.last_loss = r.loss;
       if (r.progress.step % options_.events_every_steps == 0) {
         agent_->send_events(info.job_id, info.attempt,
-                            json::array({{{"type", "train_loss"},
-                                          {"data", {{"step", r.progress.step}, {"loss", r.loss},
-                                                    {"learning_rate", r.learning_rate}, {"epoch", r.progress.epoch}}}}}));
+                            {{"train_loss", {{"step", r.progress.step}, {"loss", r.loss},
+                                             {"learning_rate", r.learning_rate}, {"epoch", r.progress.epoch}}}});
       }
       const bool last = r.progress.step >= r.progress.total_steps;
       const bool due = r.progress.step - info.checkpoint_step >= options_.checkpoint_every_steps ||

@@ -87,8 +87,10 @@ void Agent::push(Report report) {
   wake_.notify_all();
 }
 
-void Agent::send_events(const std::string& job_id, int64_t attempt, json events) {
-  push({Report::kEvents, job_id, attempt, 0, {}, std::move(events)});
+void Agent::send_events(const std::string& job_id, int64_t attempt, std::vector<protocol::JobEvent> events) {
+  Report report{Report::kEvents, job_id, attempt};
+  report.events = std::move(events);
+  push(std::move(report));
 }
 
 void Agent::upload_checkpoint(const std::string& job_id, int64_t attempt, int64_t step, std::string bytes) {
@@ -103,23 +105,29 @@ void Agent::upload_checkpoint(const std::string& job_id, int64_t attempt, int64_
         return;
       }
     }
-    outbox_.push_back({Report::kCheckpoint, job_id, attempt, step, std::move(bytes), {}});
+    outbox_.push_back({Report::kCheckpoint, job_id, attempt, step, std::move(bytes)});
   }
   wake_.notify_all();
 }
 
 void Agent::complete(const std::string& job_id, int64_t attempt, std::string artifact, json metrics,
                      double train_loss, int64_t steps) {
-  push({Report::kArtifact, job_id, attempt, 0, std::move(artifact), {}});
-  push({Report::kComplete, job_id, attempt, 0, {}, {{"metrics", std::move(metrics)}, {"train_loss", train_loss}, {"steps", steps}}});
+  push({Report::kArtifact, job_id, attempt, 0, std::move(artifact)});
+  Report report{Report::kComplete, job_id, attempt};
+  report.complete.metrics = metrics.is_object() ? std::move(metrics) : json::object();
+  report.complete.train_loss = std::isfinite(train_loss) ? std::optional(train_loss) : std::nullopt;
+  report.complete.steps = steps;
+  push(std::move(report));
 }
 
 void Agent::fail(const std::string& job_id, int64_t attempt, const std::string& reason) {
-  push({Report::kFail, job_id, attempt, 0, {}, {{"reason", reason}}});
+  Report report{Report::kFail, job_id, attempt};
+  report.reason = reason;
+  push(std::move(report));
 }
 
 void Agent::release(const std::string& job_id, int64_t attempt) {
-  push({Report::kRelease, job_id, attempt, 0, {}, {}});
+  push({Report::kRelease, job_id, attempt});
 }
 
 bool Agent::drain(std::chrono::milliseconds timeout) {
@@ -137,13 +145,11 @@ bool Agent::drain(std::chrono::milliseconds timeout) {
 
 bool Agent::ensure_registered() {
   if (registered_) return true;
-  json body = {{"name", options_.name},       {"backbone", options_.backbone},
-               {"backbone_sha256", options_.backbone_sha256}, {"device", options_.device},
-               {"slots", options_.slots},     {"ranks", options_.ranks},
-               {"max_labels", options_.max_labels}, {"max_seq_len", options_.max_seq_len}};
-  std::string id = group_id();
-  if (!id.empty()) body["id"] = id;  // after a coordinator lost us: keep our id and leases
-  auto r = client_->request("POST", "/internal/v1/workers", body.dump());
+  // After a coordinator lost us, the same id: we keep our leases.
+  const protocol::Registration message{group_id(), options_.name, options_.backbone, options_.backbone_sha256,
+                                       options_.device, options_.slots, options_.ranks, options_.max_labels,
+                                       options_.max_seq_len};
+  auto r = client_->request("POST", "/internal/v1/workers", protocol::to_json(message).dump());
   if (!r.is_ok() || r->status != 201) {
     BITFLEET_LOG(kWarning) << "registering with " << options_.coordinator_url << ": "
                            << (r.is_ok() ? r->problem_text() : r.status().message());
@@ -167,20 +173,18 @@ bool Agent::ensure_registered() {
 }
 
 void Agent::heartbeat() {
-  json jobs = json::array();
-  int64_t capacity;
+  protocol::Heartbeat message;
   std::string group;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     for (const auto& p : progress_) {
-      jobs.push_back({{"id", p.job_id}, {"attempt", p.attempt}, {"step", p.step}, {"total_steps", p.total_steps},
-                      {"train_loss", std::isfinite(p.train_loss) ? json(p.train_loss) : json()}});
+      message.jobs.push_back({p.job_id, p.attempt, p.step, p.total_steps,
+                              std::isfinite(p.train_loss) ? std::optional(p.train_loss) : std::nullopt});
     }
-    capacity = free_slots();
+    message.free_slots = free_slots();
     group = group_id_;
   }
-  auto r = client_->request("POST", "/internal/v1/workers/" + group + "/heartbeat",
-                            json({{"free_slots", capacity}, {"jobs", jobs}}).dump());
+  auto r = client_->request("POST", "/internal/v1/workers/" + group + "/heartbeat", protocol::to_json(message).dump());
   std::lock_guard<std::mutex> lock(mutex_);
   if (!r.is_ok() || r->status >= 500) {
     next_heartbeat_ = Clock::now() + std::chrono::milliseconds(500);  // the coordinator is away: try again soon
@@ -219,7 +223,8 @@ void Agent::lease() {
     next_lease_ = Clock::now() + options_.lease_poll;
   }
   if (wanted <= 0) return;
-  auto r = client_->request("POST", "/internal/v1/workers/" + group + "/lease", json({{"free_slots", wanted}}).dump());
+  auto r = client_->request("POST", "/internal/v1/workers/" + group + "/lease",
+                            protocol::to_json(protocol::LeaseRequest{wanted}).dump());
   if (!r.is_ok() || !r->ok()) {
     BITFLEET_LOG(kWarning) << "leasing jobs: " << (r.is_ok() ? r->problem_text() : r.status().message());
     if (r.is_ok() && r->status == 404) registered_ = false;
@@ -247,11 +252,10 @@ bool Agent::send(Report& report) {
   const std::string base = "/internal/v1/jobs/" + report.job_id;
   const net::HttpClient::Headers binary = {{"Content-Type", "application/octet-stream"}};
   Result<net::HttpResponse> r = unavailable("unsent");
-  json fence = {{"worker_group", group}, {"attempt", report.attempt}};
+  const protocol::Fence fence{group, report.attempt};
   switch (report.kind) {
     case Report::kEvents:
-      fence["events"] = report.body;
-      r = client_->request("POST", base + "/events", fence.dump());
+      r = client_->request("POST", base + "/events", protocol::to_json(protocol::EventsReport{fence, report.events}).dump());
       break;
     case Report::kCheckpoint:
       r = client_->request("PUT", base + "/checkpoint?" + query(group, report.attempt) + "&step=" + std::to_string(report.step),
@@ -261,15 +265,14 @@ bool Agent::send(Report& report) {
       r = client_->request("PUT", base + "/artifact?" + query(group, report.attempt), report.bytes, binary);
       break;
     case Report::kComplete:
-      fence.update(report.body);
-      r = client_->request("POST", base + "/complete", fence.dump());
+      report.complete.fence = fence;
+      r = client_->request("POST", base + "/complete", protocol::to_json(report.complete).dump());
       break;
     case Report::kFail:
-      fence.update(report.body);
-      r = client_->request("POST", base + "/fail", fence.dump());
+      r = client_->request("POST", base + "/fail", protocol::to_json(protocol::FailReport{fence, report.reason}).dump());
       break;
     case Report::kRelease:
-      r = client_->request("POST", base + "/release", fence.dump());
+      r = client_->request("POST", base + "/release", protocol::to_json(protocol::ReleaseReport{fence}).dump());
       break;
   }
   if (!r.is_ok() || r->status >= 500) return false;  // the coordinator is away: keep it, retry

@@ -73,7 +73,7 @@ class Agent {
   // No more leases (the group is leaving); held jobs are released by the loop.
   void stop_leasing();
   void set_progress(std::vector<JobProgress> jobs);
-  void send_events(const std::string& job_id, int64_t attempt, nlohmann::json events);
+  void send_events(const std::string& job_id, int64_t attempt, std::vector<protocol::JobEvent> events);
   // A newer checkpoint of a job replaces one still waiting to be sent.
   void upload_checkpoint(const std::string& job_id, int64_t attempt, int64_t step, std::string bytes);
   void complete(const std::string& job_id, int64_t attempt, std::string artifact, nlohmann::json metrics,
@@ -93,8 +93,10 @@ class Agent {
     enum Kind { kEvents, kCheckpoint, kArtifact, kComplete, kFail, kRelease } kind;
     std::string job_id;
     int64_t attempt = 0, step = 0;
-    std::string bytes;
-    nlohmann::json body;
+    std::string bytes;                       // kCheckpoint, kArtifact
+    std::vector<protocol::JobEvent> events;  // kEvents
+    protocol::CompleteReport complete;       // kComplete (its fence is set when sent)
+    std::string reason;                      // kFail
   };
   void run();
   bool ensure_registered();

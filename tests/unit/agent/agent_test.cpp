@@ -198,7 +198,7 @@ TEST_F(AgentTest, ReportsReachTheCoordinatorInOrder) {
   auto agent = make_agent(1);
   auto leased = wait_for_leases(*agent, 1);
   ASSERT_EQ(leased.size(), 1u);
-  agent->send_events(id, 1, nlohmann::json::array({{{"type", "train_loss"}, {"data", {{"step", 1}, {"loss", 0.5}}}}}));
+  agent->send_events(id, 1, {{"train_loss", {{"step", 1}, {"loss", 0.5}}}});
   agent->upload_checkpoint(id, 1, 1, "checkpoint-1");
   agent->complete(id, 1, "artifact-bytes", {{"accuracy", 1.0}}, 0.25, 2);
   ASSERT_TRUE(agent->drain(10s));

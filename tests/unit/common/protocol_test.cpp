@@ -1,5 +1,5 @@
-// The coordinator→worker messages: what the coordinator encodes, the agent decodes to the same
-// values; anything else is a Status naming the field, never an exception.
+// The coordinator↔worker messages: what one side encodes, the other decodes to the same values;
+// anything else is a Status naming the field, never an exception.
 #include "common/protocol.h"
 
 #include <gtest/gtest.h>
@@ -50,6 +50,61 @@ TEST(ProtocolTest, MalformedRepliesNameTheirFault) {
 TEST(ProtocolTest, UnknownFieldsAreIgnoredForNewerCoordinators) {
   auto hb = parse_heartbeat_reply(R"({"cancel": [], "lease_seconds": 60, "added_later": true})");
   EXPECT_TRUE(hb.is_ok()) << hb.status().to_string();
+}
+
+// The worker's requests: every one round-trips, and the coordinator's parse names a bad field.
+TEST(ProtocolTest, WorkerRequestsRoundTrip) {
+  Registration reg{"wg-0123", "host:1", "minilm", std::string(64, 'c'), "cuda", 8, 2, 16, 256};
+  auto reg_back = parse_registration(to_json(reg));
+  ASSERT_TRUE(reg_back.is_ok()) << reg_back.status().to_string();
+  EXPECT_EQ(to_json(*reg_back), to_json(reg));
+  reg.id.clear();
+  EXPECT_FALSE(to_json(reg).contains("id")) << "a new group sends no id";
+
+  Heartbeat beat{3, {{"job-1", 2, 10, 40, 0.25}, {"job-2", 1, 0, 0, std::nullopt}}};
+  auto beat_back = parse_heartbeat(to_json(beat));
+  ASSERT_TRUE(beat_back.is_ok()) << beat_back.status().to_string();
+  EXPECT_EQ(to_json(*beat_back), to_json(beat));
+  EXPECT_FALSE(beat_back->jobs[1].train_loss.has_value());
+
+  const Fence fence{"wg-0123", 4};
+  EventsReport events{fence, {{"eval", {{"accuracy", 0.9}}}, {"log", {{"message", "hi"}}}}};
+  auto events_back = parse_events_report(to_json(events));
+  ASSERT_TRUE(events_back.is_ok()) << events_back.status().to_string();
+  EXPECT_EQ(to_json(*events_back), to_json(events));
+  CompleteReport done{fence, {{"accuracy", 0.75}}, 0.5, 120};
+  auto done_back = parse_complete_report(to_json(done));
+  ASSERT_TRUE(done_back.is_ok()) << done_back.status().to_string();
+  EXPECT_EQ(to_json(*done_back), to_json(done));
+  auto fail_back = parse_fail_report(to_json(FailReport{fence, "non-finite loss"}));
+  ASSERT_TRUE(fail_back.is_ok());
+  EXPECT_EQ(fail_back->reason, "non-finite loss");
+  EXPECT_EQ(fail_back->fence.attempt, 4);
+  auto release_back = parse_release_report(to_json(ReleaseReport{fence}));
+  ASSERT_TRUE(release_back.is_ok());
+  EXPECT_EQ(release_back->fence.worker_group, "wg-0123");
+  EXPECT_EQ(parse_lease_request(to_json(LeaseRequest{5}))->free_slots, 5);
+}
+
+TEST(ProtocolTest, MalformedWorkerRequestsNameTheField) {
+  using nlohmann::json;
+  const std::vector<std::pair<Result<int>, std::string>> cases = {
+      {parse_registration(json{{"name", "x"}, {"backbone", "b"}, {"slots", 0}}).status(), "slots"},
+      {parse_registration(json{{"name", "x"}, {"backbone", "b"}, {"slots", 2}, {"colour", 1}}).status(), "colour"},
+      {parse_lease_request(json{{"free_slots", "many"}}).status(), "free_slots"},
+      {parse_heartbeat(json{{"free_slots", 1}, {"jobs", {{{"id", "job-1"}, {"attempt", 0}}}}}).status(), "jobs[0].attempt"},
+      {parse_heartbeat(json{{"free_slots", 1}, {"jobs", "none"}}).status(), "jobs"},
+      {parse_events_report(json{{"worker_group", "wg"}, {"attempt", 1}, {"events", {{{"type", "x"}, {"data", json::object()}}}}}).status(),
+       "events[0].type"},
+      {parse_complete_report(json{{"worker_group", "wg"}, {"attempt", 1}, {"steps", 3}, {"metrics", 5}}).status(), "metrics"},
+      {parse_fail_report(json{{"attempt", 1}, {"reason", "r"}}).status(), "worker_group"},
+      {parse_release_report(json::array()).status(), ""},
+  };
+  for (const auto& [result, field] : cases) {
+    ASSERT_FALSE(result.is_ok()) << field;
+    EXPECT_EQ(result.status().code(), StatusCode::kInvalidArgument) << field;
+    EXPECT_EQ(result.status().field(), field) << result.status().to_string();
+  }
 }
 
 }  // namespace

@@ -5,11 +5,13 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
 #include "common/status.h"
 #include "common/net/http_types.h"
+#include "common/net/problem.h"
 #include "coordinator/router.h"
 #include "coordinator/store.h"
 
@@ -20,6 +22,36 @@ Response json_response(int status, const nlohmann::json& body);
 // The request's JSON body; on error *http_status is 415 (a Content-Type other than JSON) or 400
 // (not valid JSON).
 Result<nlohmann::json> json_body(const Request& r, int* http_status);
+
+// A request body decoded into a message: the message, or the problem to answer with.
+template <typename T>
+class Decoded {
+ public:
+  explicit Decoded(T value) : value_(std::move(value)) {}
+  explicit Decoded(Response problem) : problem_(std::move(problem)) {}
+  explicit operator bool() const { return value_.has_value(); }
+  T& operator*() { return *value_; }
+  T* operator->() { return &*value_; }
+  Response& problem() { return problem_; }
+
+ private:
+  std::optional<T> value_;
+  Response problem_;
+};
+
+// The body of `r` through `parse` (JSON → Result<T>): 415 when it is not JSON, 400 when it is not
+// valid JSON, 422 naming the field when `parse` refuses it.
+//   auto m = decode<protocol::Heartbeat>(r, protocol::parse_heartbeat);
+//   if (!m) return m.problem();
+template <typename T, typename Parse>
+Decoded<T> decode(const Request& r, Parse&& parse) {
+  int status = 400;
+  auto body = json_body(r, &status);
+  if (!body.is_ok()) return Decoded<T>(net::problem(body.status(), r.path, status));
+  Result<T> message = parse(*body);
+  if (!message.is_ok()) return Decoded<T>(net::problem(message.status(), r.path, 422));
+  return Decoded<T>(std::move(message).value());
+}
 
 // An integer query parameter in [min, max], or the fallback when absent.
 Result<int64_t> int_param(const Request& r, const std::string& name, int64_t min, int64_t max, int64_t fallback);

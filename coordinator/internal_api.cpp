@@ -33,11 +33,8 @@ protocol::FileRef file_ref(const FileRecord& f) { return {f.id, f.filename, f.sh
 }  // namespace
 
 Response Service::register_worker(Request& r) {
-  int body_status = 400;
-  auto body = json_body(r, &body_status);
-  if (!body.is_ok()) return problem(body.status(), r.path, body_status);
-  auto m = protocol::parse_registration(*body);
-  if (!m.is_ok()) return problem(m.status(), r.path, 422);
+  auto m = decode<protocol::Registration>(r, protocol::parse_registration);
+  if (!m) return m.problem();
   WorkerRecord w;
   const std::string& id = m->id;
   w.name = m->name;
@@ -58,11 +55,8 @@ Response Service::register_worker(Request& r) {
 }
 
 Response Service::lease(Request& r) {
-  int body_status = 400;
-  auto body = json_body(r, &body_status);
-  if (!body.is_ok()) return problem(body.status(), r.path, body_status);
-  auto m = protocol::parse_lease_request(*body);
-  if (!m.is_ok()) return problem(m.status(), r.path, 422);
+  auto m = decode<protocol::LeaseRequest>(r, protocol::parse_lease_request);
+  if (!m) return m.problem();
   const int64_t now = now_ms();
   auto leased = store_->lease_jobs(r.params["id"], m->free_slots, now, options_.lease_ms);
   if (!leased.is_ok()) return problem(leased.status(), r.path);
@@ -78,11 +72,8 @@ Response Service::lease(Request& r) {
 }
 
 Response Service::heartbeat(Request& r) {
-  int body_status = 400;
-  auto body = json_body(r, &body_status);
-  if (!body.is_ok()) return problem(body.status(), r.path, body_status);
-  auto m = protocol::parse_heartbeat(*body);
-  if (!m.is_ok()) return problem(m.status(), r.path, 422);
+  auto m = decode<protocol::Heartbeat>(r, protocol::parse_heartbeat);
+  if (!m) return m.problem();
   std::vector<JobReport> reports;
   for (const auto& p : m->jobs) reports.push_back({p.job_id, p.attempt, p.step, p.total_steps, p.train_loss});
   auto drop = store_->heartbeat(r.params["id"], m->free_slots, reports, now_ms(), options_.lease_ms);
@@ -91,11 +82,8 @@ Response Service::heartbeat(Request& r) {
 }
 
 Response Service::worker_events(Request& r) {
-  int body_status = 400;
-  auto body = json_body(r, &body_status);
-  if (!body.is_ok()) return problem(body.status(), r.path, body_status);
-  auto m = protocol::parse_events_report(*body);
-  if (!m.is_ok()) return problem(m.status(), r.path, 422);
+  auto m = decode<protocol::EventsReport>(r, protocol::parse_events_report);
+  if (!m) return m.problem();
   std::vector<WorkerEvent> events;
   for (auto& e : m->events) events.push_back({std::move(e.type), std::move(e.data)});
   const protocol::Fence& fence = m->fence;
@@ -152,11 +140,8 @@ Response Service::put_artifact(Request& r) {
 }
 
 Response Service::complete(Request& r) {
-  int body_status = 400;
-  auto body = json_body(r, &body_status);
-  if (!body.is_ok()) return problem(body.status(), r.path, body_status);
-  auto m = protocol::parse_complete_report(*body);
-  if (!m.is_ok()) return problem(m.status(), r.path, 422);
+  auto m = decode<protocol::CompleteReport>(r, protocol::parse_complete_report);
+  if (!m) return m.problem();
   auto job = store_->complete_job(r.params["id"], m->fence.worker_group, m->fence.attempt, m->metrics, m->train_loss,
                                   m->steps, now_ms());
   if (!job.is_ok()) return problem(job.status(), r.path);
@@ -165,11 +150,8 @@ Response Service::complete(Request& r) {
 }
 
 Response Service::fail(Request& r) {
-  int body_status = 400;
-  auto body = json_body(r, &body_status);
-  if (!body.is_ok()) return problem(body.status(), r.path, body_status);
-  auto m = protocol::parse_fail_report(*body);
-  if (!m.is_ok()) return problem(m.status(), r.path, 422);
+  auto m = decode<protocol::FailReport>(r, protocol::parse_fail_report);
+  if (!m) return m.problem();
   auto job = store_->fail_job(r.params["id"], m->fence.worker_group, m->fence.attempt, m->reason, now_ms());
   if (!job.is_ok()) return problem(job.status(), r.path);
   metrics_.job_finished(*job);
@@ -177,11 +159,8 @@ Response Service::fail(Request& r) {
 }
 
 Response Service::release(Request& r) {
-  int body_status = 400;
-  auto body = json_body(r, &body_status);
-  if (!body.is_ok()) return problem(body.status(), r.path, body_status);
-  auto m = protocol::parse_release_report(*body);
-  if (!m.is_ok()) return problem(m.status(), r.path, 422);
+  auto m = decode<protocol::ReleaseReport>(r, protocol::parse_release_report);
+  if (!m) return m.problem();
   Status released = store_->release_job(r.params["id"], m->fence.worker_group, m->fence.attempt, now_ms());
   if (!released.is_ok()) return problem(released, r.path);
   return json_response(200, {{"released", r.params["id"]}});

@@ -169,6 +169,22 @@ Result<common::JobRequest> Service::validate_job(const nlohmann::json& body, con
   return request;
 }
 
+// {"jobs": [request, ...]}: 1 to max_batch_jobs requests, each validated as POST /v1/jobs does.
+Result<std::vector<common::JobRequest>> Service::validate_job_batch(const nlohmann::json& body, const Caller& c) {
+  common::JsonFields f(body, "");
+  const nlohmann::json& list = f.raw("jobs");
+  if (f.ok() && (!list.is_array() || list.empty() || static_cast<int64_t>(list.size()) > options_.max_batch_jobs)) {
+    f.fail("jobs", "must be a list of 1 to " + std::to_string(options_.max_batch_jobs) + " job requests");
+  }
+  BITFLEET_RETURN_IF_ERROR(f.finish());
+  std::vector<common::JobRequest> requests;
+  for (size_t i = 0; i < list.size(); ++i) {
+    BITFLEET_ASSIGN_OR_RETURN(common::JobRequest request, validate_job(list[i], c, "jobs[" + std::to_string(i) + "]"));
+    requests.push_back(std::move(request));
+  }
+  return requests;
+}
+
 Response Service::created_jobs_problem(const Status& s, const std::string& path, const Caller& c) {
   if (s.code() != StatusCode::kResourceExhausted) return problem(s, path, 400);
   metrics_.refused("queued_jobs_limit", c.principal.tenant);
@@ -176,16 +192,13 @@ Response Service::created_jobs_problem(const Status& s, const std::string& path,
 }
 
 Response Service::create_job(Request& r, const Caller& c) {
-  int body_status = 400;
-  auto body = json_body(r, &body_status);
-  if (!body.is_ok()) return problem(body.status(), r.path, body_status);
+  auto request = decode<common::JobRequest>(r, [&](const nlohmann::json& body) { return validate_job(body, c, ""); });
+  if (!request) return request.problem();
   auto key = idempotency_key(r, net::sha256_hex(r.body));
   if (!key.is_ok()) return problem(key.status(), r.path, 400);
-  auto request = validate_job(*body, c, "");
-  if (!request.is_ok()) return problem(request.status(), r.path, 422);
   JobRecord job;
   job.id = new_id("job-");
-  job.request = std::move(request).value();
+  job.request = std::move(*request);
   job.created_at = now_ms();
   auto stored = store_->create_jobs(c.principal.tenant, {job}, *key);
   if (!stored.is_ok()) return created_jobs_problem(stored.status(), r.path, c);
@@ -195,25 +208,18 @@ Response Service::create_job(Request& r, const Caller& c) {
 }
 
 Response Service::create_jobs_batch(Request& r, const Caller& c) {
-  int body_status = 400;
-  auto body = json_body(r, &body_status);
-  if (!body.is_ok()) return problem(body.status(), r.path, body_status);
+  auto requests = decode<std::vector<common::JobRequest>>(r, [&](const nlohmann::json& body) {
+    return validate_job_batch(body, c);
+  });
+  if (!requests) return requests.problem();
   auto key = idempotency_key(r, net::sha256_hex(r.body));
   if (!key.is_ok()) return problem(key.status(), r.path, 400);
-  common::JsonFields f(*body, "");
-  const nlohmann::json& list = f.raw("jobs");
-  if (f.ok() && (!list.is_array() || list.empty() || static_cast<int64_t>(list.size()) > options_.max_batch_jobs)) {
-    f.fail("jobs", "must be a list of 1 to " + std::to_string(options_.max_batch_jobs) + " job requests");
-  }
-  if (Status ok = f.finish(); !ok.is_ok()) return problem(ok, r.path, 422);
   std::vector<JobRecord> jobs;
   const int64_t now = now_ms();
-  for (size_t i = 0; i < list.size(); ++i) {
-    auto request = validate_job(list[i], c, "jobs[" + std::to_string(i) + "]");
-    if (!request.is_ok()) return problem(request.status(), r.path, 422);
+  for (auto& request : *requests) {
     JobRecord job;
     job.id = new_id("job-");
-    job.request = std::move(request).value();
+    job.request = std::move(request);
     job.created_at = now;
     jobs.push_back(std::move(job));
   }

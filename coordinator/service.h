@@ -84,6 +84,7 @@ class Service {
   // A validated job request (file ids resolved and columns checked) or the problem with it;
   // `path` prefixes field names ("jobs[3]").
   Result<common::JobRequest> validate_job(const nlohmann::json& body, const Caller& c, const std::string& path);
+  Result<std::vector<common::JobRequest>> validate_job_batch(const nlohmann::json& body, const Caller& c);
   Result<std::optional<JobRecord>> visible_job(const std::string& id, const Caller& c);
   // A job creation the store refused: 429 past the tenant's queued-jobs limit, else as usual.
   Response created_jobs_problem(const Status& s, const std::string& path, const Caller& c);

@@ -53,6 +53,17 @@ Decoded<T> decode(const Request& r, Parse&& parse) {
   return Decoded<T>(std::move(message).value());
 }
 
+// Pages of a list: ?limit= defaults to 20, at most 100.
+inline constexpr int64_t kDefaultPage = 20, kMaxPage = 100;
+
+// A page as the API's list object: {"object": "list", "data": [render(item)...], "has_more"}.
+template <typename T, typename F>
+nlohmann::json page_json(const Page<T>& page, F&& render) {
+  nlohmann::json data = nlohmann::json::array();
+  for (const auto& item : page.data) data.push_back(render(item));
+  return {{"object", "list"}, {"data", data}, {"has_more", page.has_more}};
+}
+
 // An integer query parameter in [min, max], or the fallback when absent.
 Result<int64_t> int_param(const Request& r, const std::string& name, int64_t min, int64_t max, int64_t fallback);
 

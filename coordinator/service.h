@@ -67,12 +67,13 @@ class Service {
   Service(ServiceOptions options, Auth auth, std::unique_ptr<Store> store);
   void add_routes();
 
-  // Public API (public_api.cpp).
+  // Files (files_api.cpp).
   Response create_file(Request& r, const Caller& c);
   Response list_files(Request& r, const Caller& c);
   Response get_file(Request& r, const Caller& c);
   Response file_content(Request& r, const Caller& c);
   Response delete_file(Request& r, const Caller& c);
+  // Jobs (jobs_api.cpp).
   Response create_job(Request& r, const Caller& c);
   Response create_jobs_batch(Request& r, const Caller& c);
   Response list_jobs(Request& r, const Caller& c);
@@ -80,7 +81,6 @@ class Service {
   Response cancel_job(Request& r, const Caller& c);
   Response job_events(Request& r, const Caller& c);
   Response job_artifact(Request& r, const Caller& c);
-  Response list_workers(Request& r, const Caller& c);
   // A validated job request (file ids resolved and columns checked) or the problem with it;
   // `path` prefixes field names ("jobs[3]").
   Result<common::JobRequest> validate_job(const nlohmann::json& body, const Caller& c, const std::string& path);
@@ -89,7 +89,8 @@ class Service {
   // A job creation the store refused: 429 past the tenant's queued-jobs limit, else as usual.
   Response created_jobs_problem(const Status& s, const std::string& path, const Caller& c);
 
-  // Worker API (internal_api.cpp).
+  // Worker groups (workers_api.cpp): GET /v1/workers, and the worker API.
+  Response list_workers(Request& r, const Caller& c);
   Response register_worker(Request& r);
   Response lease(Request& r);
   Response heartbeat(Request& r);
@@ -102,7 +103,7 @@ class Service {
   Response release(Request& r);
   Response worker_file_content(Request& r);
 
-  // Operations.
+  // Operations (service.cpp): /healthz, /readyz, /metrics, /v1/openapi.json.
   Response metrics_text();
 
   ServiceOptions options_;

@@ -1,5 +1,6 @@
-// The worker API (/internal/v1): registration, leases, heartbeats and the reports a worker group
-// makes under a lease (events, checkpoints, artifact, completion). Every report names the worker
+// Worker groups: the worker API (/internal/v1: registration, leases, heartbeats and the reports a
+// worker group makes under a lease — events, checkpoints, artifact, completion — all as
+// common/protocol.h messages), and the public list of groups (GET /v1/workers). Every report names the worker
 // group and the attempt it holds; a report from an attempt that no longer holds the lease is 409.
 #include <filesystem>
 
@@ -175,6 +176,15 @@ Response Service::worker_file_content(Request& r) {
   response.file = blobs_.path((*f)->id);
   response.headers["X-Bitfleet-Sha256"] = (*f)->sha256;
   return response;
+}
+
+Response Service::list_workers(Request& r, const Caller& c) {
+  auto workers = store_->list_workers();
+  if (!workers.is_ok()) return problem(workers.status(), r.path);
+  nlohmann::json data = nlohmann::json::array();
+  const int64_t now = now_ms();
+  for (const auto& w : *workers) data.push_back(worker_json(w, now, options_.lease_ms));
+  return json_response(200, {{"object", "list"}, {"data", data}, {"has_more", false}});
 }
 
 }  // namespace bitfleet::coordinator

@@ -114,6 +114,184 @@ json metrics_json(const Metrics& m) {
   return out;
 }
 
+// One run: the spec's jobs through the session's slots. Every rank runs it with the same
+// decisions (the spec and the step reports are the same everywhere); rank 0 writes the files.
+class LocalRun {
+ public:
+  LocalRun(const LocalRunOptions& options, Spec spec, Session& session, comm::Communicator& comm)
+      : options_(options), spec_(std::move(spec)), trainer_(session.trainer()), tokenizer_(*session.tokenizer()),
+        comm_(comm), leader_(comm.rank() == 0), checkpoints_(options.out_dir + "/checkpoints/") {}
+
+  Status run() {
+    BITFLEET_RETURN_IF_ERROR(load_data());
+    for (auto& job : spec_.jobs) pending_.push_back(&job);
+    run_start_ = window_start_ = std::chrono::steady_clock::now();
+    while (true) {
+      BITFLEET_RETURN_IF_ERROR(admit_waiting());
+      if (running_.empty() && pending_.empty()) break;
+      if (running_.empty()) {  // only jobs held back by start_after_step: the clock is the step count
+        ++steps_;
+        continue;
+      }
+      BITFLEET_ASSIGN_OR_RETURN(StepReport report, trainer_.step());
+      count(report);
+      for (const auto& [slot, reason] : report.failed) fail(slot, reason);
+      for (int slot : report.finished) BITFLEET_RETURN_IF_ERROR(finish(slot));
+      log_progress(report);
+      if (options_.checkpoint_every > 0 && steps_ % options_.checkpoint_every == 0) {
+        BITFLEET_RETURN_IF_ERROR(write_checkpoints());
+      }
+      if (options_.stop_after_steps > 0 && steps_ >= options_.stop_after_steps) {
+        BITFLEET_RETURN_IF_ERROR(write_checkpoints());
+        for (auto& [slot, job] : running_) job->status = "stopped";
+        stopped_ = true;
+        break;
+      }
+    }
+    return leader_ ? write_metrics() : Status::ok();
+  }
+
+ private:
+  // Every rank reads and tokenizes the data itself; bad data stops the run before any training.
+  Status load_data() {
+    for (auto& job : spec_.jobs) {
+      BITFLEET_RETURN_IF_ERROR(trainer_.check(job.request).with_context("job " + job.name));
+      const auto& r = job.request;
+      BITFLEET_ASSIGN_OR_RETURN(text::Dataset train, text::load_dataset(r.train_file, r.train_file, r.task, tokenizer_,
+                                                                        r.hyperparameters.max_seq_len));
+      job.train = std::make_shared<text::Dataset>(std::move(train));
+      if (!r.validation_file.empty()) {
+        BITFLEET_ASSIGN_OR_RETURN(text::Dataset val, text::load_dataset(r.validation_file, r.validation_file, r.task,
+                                                                        tokenizer_, r.hyperparameters.max_seq_len));
+        job.validation = std::make_shared<text::Dataset>(std::move(val));
+      }
+    }
+    return leader_ ? common::make_directories(checkpoints_) : Status::ok();
+  }
+
+  // Waiting jobs into free slots, from their checkpoints with --resume.
+  Status admit_waiting() {
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      auto slot = trainer_.free_slot();
+      if (!slot) break;
+      LocalJob* job = *it;
+      if (job->start_after_step > steps_) {
+        ++it;
+        continue;
+      }
+      std::string saved;
+      const std::string path = checkpoints_ + job->name + ".safetensors";
+      if (options_.resume && fs::exists(path)) {
+        BITFLEET_ASSIGN_OR_RETURN(saved, common::read_file(path));
+      }
+      TrainJob tj{job->name, job->request, job->train, job->validation};
+      BITFLEET_RETURN_IF_ERROR(trainer_.admit(*slot, std::move(tj), saved.empty() ? nullptr : &saved)
+                                   .with_context("job " + job->name));
+      job->status = "running";
+      job->started = std::chrono::steady_clock::now();
+      running_[*slot] = job;
+      it = pending_.erase(it);
+    }
+    return Status::ok();
+  }
+
+  void count(const StepReport& report) {
+    ++steps_;
+    ++window_steps_;
+    examples_ += report.examples;
+    tokens_ += report.tokens;
+    window_examples_ += report.examples;
+    window_tokens_ += report.tokens;
+    for (const auto& r : report.slots) {
+      running_[r.slot]->last_loss = r.loss;
+      running_[r.slot]->steps = r.progress.step;
+    }
+  }
+
+  double seconds_since(std::chrono::steady_clock::time_point t) const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  }
+
+  void fail(int slot, const std::string& reason) {
+    LocalJob* job = running_[slot];
+    job->status = "failed";
+    job->reason = reason;
+    job->seconds = seconds_since(job->started);
+    if (leader_) BITFLEET_LOG(kWarning) << "job " << job->name << " failed: " << reason;
+    trainer_.release(slot);
+    running_.erase(slot);
+  }
+
+  Status finish(int slot) {
+    LocalJob* job = running_[slot];
+    BITFLEET_ASSIGN_OR_RETURN(job->eval, trainer_.evaluate(slot));
+    job->status = "succeeded";
+    job->seconds = seconds_since(job->started);
+    if (leader_) {
+      std::map<std::string, std::string> meta = {{"backbone", fs::path(spec_.backbone).filename().string()},
+                                                 {"metrics", metrics_json(job->eval).dump()},
+                                                 {"train_loss", format_loss(job->last_loss)}};
+      BITFLEET_RETURN_IF_ERROR(common::write_file_atomic(options_.out_dir + "/" + job->name + ".safetensors",
+                                                         trainer_.artifact(slot, meta)));
+    }
+    trainer_.release(slot);
+    running_.erase(slot);
+    return Status::ok();
+  }
+
+  void log_progress(const StepReport& report) {
+    if (!leader_ || (steps_ % spec_.log_every != 0 && !(running_.empty() && pending_.empty()))) return;
+    const double secs = seconds_since(window_start_);
+    std::string line = "step " + std::to_string(steps_) + " | " + std::to_string(running_.size()) + " active, " +
+                       std::to_string(pending_.size()) + " queued";
+    char rates[128];
+    std::snprintf(rates, sizeof(rates), " | %.2f steps/s | %.1f examples/s | %.0f tokens/s |", window_steps_ / secs,
+                  window_examples_ / secs, window_tokens_ / secs);
+    line += rates;
+    for (const auto& r : report.slots) line += " " + r.job_id + "=" + format_loss(r.loss);
+    std::fprintf(stdout, "%s\n", line.c_str());
+    std::fflush(stdout);
+    window_start_ = std::chrono::steady_clock::now();
+    window_steps_ = window_examples_ = window_tokens_ = 0;
+  }
+
+  Status write_checkpoints() {
+    if (!leader_) return Status::ok();
+    for (const auto& [slot, job] : running_) {
+      BITFLEET_RETURN_IF_ERROR(common::write_file_atomic(checkpoints_ + job->name + ".safetensors", trainer_.checkpoint(slot)));
+    }
+    return Status::ok();
+  }
+
+  Status write_metrics() const {
+    const double total = seconds_since(run_start_);
+    json out = {{"steps", steps_}, {"seconds", total}, {"examples", examples_}, {"tokens", tokens_},
+                {"examples_per_second", examples_ / total}, {"ranks", comm_.size()}, {"stopped", stopped_},
+                {"jobs", json::object()}};
+    for (const auto& job : spec_.jobs) {
+      json j = {{"status", job.status}, {"steps", job.steps}, {"train_loss", job.last_loss},
+                {"eval", metrics_json(job.eval)}, {"seconds", job.seconds}};
+      if (!job.reason.empty()) j["reason"] = job.reason;
+      out["jobs"][job.name] = j;
+    }
+    return common::write_file_atomic(options_.out_dir + "/metrics.json", out.dump(2));
+  }
+
+  const LocalRunOptions& options_;
+  Spec spec_;
+  Trainer& trainer_;
+  const text::Tokenizer& tokenizer_;
+  comm::Communicator& comm_;
+  const bool leader_;
+  const std::string checkpoints_;
+  std::deque<LocalJob*> pending_;
+  std::map<int, LocalJob*> running_;
+  int64_t steps_ = 0, examples_ = 0, tokens_ = 0;
+  int64_t window_steps_ = 0, window_examples_ = 0, window_tokens_ = 0;
+  std::chrono::steady_clock::time_point run_start_, window_start_;
+  bool stopped_ = false;
+};
+
 }  // namespace
 
 Status run_local(const LocalRunOptions& options, comm::Communicator& comm) {
@@ -125,143 +303,7 @@ Status run_local(const LocalRunOptions& options, comm::Communicator& comm) {
                                                          .max_labels = spec.max_labels,
                                                          .rows_per_pass = options.rows_per_pass},
                                                         comm));
-  const bool leader = comm.rank() == 0;
-  Trainer& trainer = session->trainer();
-  const text::Tokenizer* tokenizer = session->tokenizer().get();
-
-  // Every rank reads and tokenizes the data itself; bad data stops the run before any training.
-  for (auto& job : spec.jobs) {
-    BITFLEET_RETURN_IF_ERROR(trainer.check(job.request).with_context("job " + job.name));
-    const auto& r = job.request;
-    BITFLEET_ASSIGN_OR_RETURN(text::Dataset train, text::load_dataset(r.train_file, r.train_file, r.task, *tokenizer,
-                                                                      r.hyperparameters.max_seq_len));
-    job.train = std::make_shared<text::Dataset>(std::move(train));
-    if (!r.validation_file.empty()) {
-      BITFLEET_ASSIGN_OR_RETURN(text::Dataset val, text::load_dataset(r.validation_file, r.validation_file, r.task,
-                                                                      *tokenizer, r.hyperparameters.max_seq_len));
-      job.validation = std::make_shared<text::Dataset>(std::move(val));
-    }
-  }
-  if (leader) {
-    BITFLEET_RETURN_IF_ERROR(common::make_directories(options.out_dir + "/checkpoints"));
-  }
-
-  std::deque<LocalJob*> pending;
-  for (auto& job : spec.jobs) pending.push_back(&job);
-  std::map<int, LocalJob*> running;
-  const std::string checkpoints = options.out_dir + "/checkpoints/";
-  auto write_checkpoints = [&]() -> Status {
-    if (!leader) return Status::ok();
-    for (const auto& [slot, job] : running) {
-      BITFLEET_RETURN_IF_ERROR(common::write_file_atomic(checkpoints + job->name + ".safetensors", trainer.checkpoint(slot)));
-    }
-    return Status::ok();
-  };
-
-  int64_t steps = 0, examples = 0, tokens = 0;
-  const auto run_start = std::chrono::steady_clock::now();
-  auto window_start = run_start;
-  int64_t window_steps = 0, window_examples = 0, window_tokens = 0;
-  bool stopped = false;
-  while (true) {
-    // Admit waiting jobs into free slots (the same decisions on every rank).
-    for (auto it = pending.begin(); it != pending.end();) {
-      auto slot = trainer.free_slot();
-      if (!slot) break;
-      LocalJob* job = *it;
-      if (job->start_after_step > steps) {
-        ++it;
-        continue;
-      }
-      TrainJob tj{job->name, job->request, job->train, job->validation};
-      std::string saved;
-      const std::string path = checkpoints + job->name + ".safetensors";
-      if (options.resume && fs::exists(path)) {
-        BITFLEET_ASSIGN_OR_RETURN(saved, common::read_file(path));
-      }
-      BITFLEET_RETURN_IF_ERROR(trainer.admit(*slot, std::move(tj), saved.empty() ? nullptr : &saved)
-                                   .with_context("job " + job->name));
-      job->status = "running";
-      job->started = std::chrono::steady_clock::now();
-      running[*slot] = job;
-      it = pending.erase(it);
-    }
-    if (running.empty() && pending.empty()) break;
-    if (running.empty()) {  // only jobs held back by start_after_step: the clock is the step count
-      ++steps;
-      continue;
-    }
-
-    BITFLEET_ASSIGN_OR_RETURN(StepReport report, trainer.step());
-    ++steps;
-    ++window_steps;
-    examples += report.examples;
-    tokens += report.tokens;
-    window_examples += report.examples;
-    window_tokens += report.tokens;
-    for (const auto& r : report.slots) {
-      running[r.slot]->last_loss = r.loss;
-      running[r.slot]->steps = r.progress.step;
-    }
-    for (const auto& [slot, reason] : report.failed) {
-      LocalJob* job = running[slot];
-      job->status = "failed";
-      job->reason = reason;
-      job->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - job->started).count();
-      if (leader) BITFLEET_LOG(kWarning) << "job " << job->name << " failed: " << reason;
-      trainer.release(slot);
-      running.erase(slot);
-    }
-    for (int slot : report.finished) {
-      LocalJob* job = running[slot];
-      BITFLEET_ASSIGN_OR_RETURN(job->eval, trainer.evaluate(slot));
-      job->status = "succeeded";
-      job->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - job->started).count();
-      if (leader) {
-        std::map<std::string, std::string> meta = {{"backbone", fs::path(spec.backbone).filename().string()},
-                                                   {"metrics", metrics_json(job->eval).dump()},
-                                                   {"train_loss", format_loss(job->last_loss)}};
-        BITFLEET_RETURN_IF_ERROR(common::write_file_atomic(options.out_dir + "/" + job->name + ".safetensors",
-                                                           trainer.artifact(slot, meta)));
-      }
-      trainer.release(slot);
-      running.erase(slot);
-    }
-    if (leader && (steps % spec.log_every == 0 || (running.empty() && pending.empty()))) {
-      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start).count();
-      std::string line = "step " + std::to_string(steps) + " | " + std::to_string(running.size()) + " active, " +
-                         std::to_string(pending.size()) + " queued";
-      char rates[128];
-      std::snprintf(rates, sizeof(rates), " | %.2f steps/s | %.1f examples/s | %.0f tokens/s |", window_steps / secs,
-                    window_examples / secs, window_tokens / secs);
-      line += rates;
-      for (const auto& r : report.slots) line += " " + r.job_id + "=" + format_loss(r.loss);
-      std::fprintf(stdout, "%s\n", line.c_str());
-      std::fflush(stdout);
-      window_start = std::chrono::steady_clock::now();
-      window_steps = window_examples = window_tokens = 0;
-    }
-    if (options.checkpoint_every > 0 && steps % options.checkpoint_every == 0) BITFLEET_RETURN_IF_ERROR(write_checkpoints());
-    if (options.stop_after_steps > 0 && steps >= options.stop_after_steps) {
-      BITFLEET_RETURN_IF_ERROR(write_checkpoints());
-      for (auto& [slot, job] : running) job->status = "stopped";
-      stopped = true;
-      break;
-    }
-  }
-
-  if (!leader) return Status::ok();
-  const double total = std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
-  json out = {{"steps", steps}, {"seconds", total}, {"examples", examples}, {"tokens", tokens},
-              {"examples_per_second", examples / total}, {"ranks", comm.size()}, {"stopped", stopped},
-              {"jobs", json::object()}};
-  for (const auto& job : spec.jobs) {
-    json j = {{"status", job.status}, {"steps", job.steps}, {"train_loss", job.last_loss},
-              {"eval", metrics_json(job.eval)}, {"seconds", job.seconds}};
-    if (!job.reason.empty()) j["reason"] = job.reason;
-    out["jobs"][job.name] = j;
-  }
-  return common::write_file_atomic(options.out_dir + "/metrics.json", out.dump(2));
+  return LocalRun(options, std::move(spec), *session, comm).run();
 }
 
 }  // namespace bitfleet::local

@@ -12,6 +12,7 @@
 #include <charconv>
 #include <csignal>
 #include <iostream>
+#include <optional>
 
 #include "common/file_util.h"
 #include "common/flags.h"
@@ -38,55 +39,71 @@ int64_t raise_file_limit() {
   return limit.rlim_cur == RLIM_INFINITY ? (1 << 20) : static_cast<int64_t>(limit.rlim_cur);
 }
 
-}  // namespace
+// What the flags configure: the service, the server, and the auth file if any.
+struct Config {
+  ServiceOptions service;
+  ServerOptions server;
+  std::optional<std::string> auth_file;
+  int64_t max_connections = 1024;
+};
 
-int main(int argc, char** argv) {
-  set_log_role("coordinator");
+// The flags, strictly: a bad value or an unknown flag is a usage error naming the flag.
+Result<Config> parse_flags(int argc, char** argv) {
   common::Flags flags(argc, argv);
+  Config c;
   const std::string listen = flags.string("listen", "127.0.0.1:8080");
-  ServiceOptions options;
+  ServiceOptions& options = c.service;
   options.data_dir = flags.string("data-dir");
-  auto auth_file = flags.optional_string("auth-file");
+  c.auth_file = flags.optional_string("auth-file");
   options.lease_ms = flags.integer("lease-seconds", 1, 86400, 60) * 1000;
   options.max_expiries = flags.integer("max-expiries", 1, 100, 3);
-  ServerOptions server;
+  ServerOptions& server = c.server;
   server.io_threads = static_cast<int>(flags.integer("io-threads", 1, 64, 2));
   server.handler_threads = static_cast<int>(flags.integer("handler-threads", 1, 256, 4));
   server.max_upload_bytes = static_cast<uint64_t>(flags.integer("max-upload-mb", 1, 1 << 20, 1024)) << 20;
-  const int64_t max_connections = flags.integer("max-connections", 16, 1 << 20, 1024);
+  c.max_connections = flags.integer("max-connections", 16, 1 << 20, 1024);
   options.max_queued_jobs_per_tenant = flags.integer("max-queued-jobs-per-tenant", 0, int64_t{1} << 40,
                                                      options.max_queued_jobs_per_tenant);
   options.max_stored_bytes_per_tenant =
       flags.integer("max-stored-mb-per-tenant", 0, int64_t{1} << 30, options.max_stored_bytes_per_tenant >> 20) << 20;
   options.rate_limit_per_second = static_cast<double>(flags.integer("rate-limit-per-second", 0, 1 << 20, 0));
   options.rate_limit_burst = static_cast<double>(flags.integer("rate-limit-burst", 0, 1 << 20, 0));
-  const int64_t header_timeout = flags.integer("header-timeout-seconds", 1, 3600, 30);
-  if (Status s = flags.finish(); !s.is_ok()) {
-    std::cerr << "bitfleet-coordinator: " << s.message() << "\n";
-    return 2;
-  }
+  server.header_timeout = std::chrono::seconds(flags.integer("header-timeout-seconds", 1, 3600, 30));
+  BITFLEET_RETURN_IF_ERROR(flags.finish());
   auto colon = listen.rfind(':');
   uint16_t port = 0;
   const char* port_end = listen.data() + listen.size();
   if (colon == std::string::npos || colon + 1 == listen.size() ||
       std::from_chars(listen.data() + colon + 1, port_end, port).ptr != port_end) {
-    std::cerr << "bitfleet-coordinator: --listen must be HOST:PORT with a port in [0, 65535], got \"" << listen << "\"\n";
-    return 2;
+    return invalid_argument("--listen must be HOST:PORT with a port in [0, 65535], got \"" + listen + "\"", "listen");
   }
   server.host = listen.substr(0, colon);
   server.port = port;
+  return c;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  set_log_role("coordinator");
+  auto config = parse_flags(argc, argv);
+  if (!config.is_ok()) {
+    std::cerr << "bitfleet-coordinator: " << config.status().message() << "\n";
+    return 2;
+  }
+  ServiceOptions& options = config->service;
+  ServerOptions& server = config->server;
   // Tokens, the database and blobs hold tenants' data: readable by this user alone.
   ::umask(077);
   // Connections are capped below the descriptor limit, leaving room for SQLite, blobs and uploads.
-  server.max_connections = static_cast<int>(std::min<int64_t>(max_connections, raise_file_limit() - 64));
-  server.header_timeout = std::chrono::seconds(header_timeout);
+  server.max_connections = static_cast<int>(std::min<int64_t>(config->max_connections, raise_file_limit() - 64));
   if (Status s = common::make_directories(options.data_dir); !s.is_ok()) {
     std::cerr << "bitfleet-coordinator: " << s.message() << "\n";
     return 1;
   }
 
   std::string created;
-  auto auth = auth_file ? Auth::from_file(*auth_file) : Auth::default_tokens(options.data_dir, &created);
+  auto auth = config->auth_file ? Auth::from_file(*config->auth_file) : Auth::default_tokens(options.data_dir, &created);
   if (!auth.is_ok()) {
     std::cerr << "bitfleet-coordinator: " << auth.status().message() << "\n";
     return 1;

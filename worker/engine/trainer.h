@@ -125,6 +125,8 @@ class Trainer {
 
   void start_epoch(Slot& s);
   Status restore(int slot, const std::string& checkpoint);
+  void predict_chunk(int slot, const std::vector<int32_t>& order, int64_t chunk, int64_t stop,
+                     const std::vector<int64_t>& offset, at::Tensor& predictions);
   // The step's parts (trainer.cpp).
   std::vector<SegmentInput> rank_share(const std::vector<int>& active, StepReport& report) const;
   void forward_backward(std::vector<SegmentInput> inputs);

@@ -132,6 +132,62 @@ Result<File> File::from_bytes(std::string bytes, std::string name) {
   return file;
 }
 
+namespace {
+
+// One tensor's header entry, checked against the data buffer: its view, and its byte range.
+Result<TensorView> tensor_entry(const std::string& key, const nlohmann::json& value, std::span<const std::byte> data,
+                                const std::string& name, uint64_t& begin, uint64_t& end) {
+  const std::string where = "tensor \"" + key + "\"";
+  if (key.empty()) return malformed(name, "a tensor has an empty name");
+  if (!value.is_object() || value.size() != 3 || !value.contains("dtype") ||
+      !value.contains("shape") || !value.contains("data_offsets")) {
+    return malformed(name, where + " must have exactly dtype, shape and data_offsets");
+  }
+  TensorView t;
+  t.name = key;
+  if (!value["dtype"].is_string()) return malformed(name, where + ": dtype is not a string");
+  auto dtype = parse_dtype(value["dtype"].get<std::string>());
+  if (!dtype.is_ok()) return malformed(name, where + ": " + dtype.status().message());
+  t.dtype = *dtype;
+  const auto& shape = value["shape"];
+  if (!shape.is_array()) return malformed(name, where + ": shape is not an array");
+  uint64_t numel = 1;
+  for (const auto& d : shape) {
+    uint64_t dim = 0;
+    if (!read_u64(d, dim) || dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return malformed(name, where + ": shape has a dimension that is not a non-negative integer");
+    }
+    if (dim != 0 && numel > std::numeric_limits<uint64_t>::max() / dim) {
+      return malformed(name, where + ": shape overflows");
+    }
+    numel *= dim;
+    t.shape.push_back(static_cast<int64_t>(dim));
+  }
+  const auto& offsets = value["data_offsets"];
+  if (!offsets.is_array() || offsets.size() != 2 || !read_u64(offsets[0], begin) ||
+      !read_u64(offsets[1], end)) {
+    return malformed(name, where + ": data_offsets must be two non-negative integers");
+  }
+  const uint64_t size = dtype_size(t.dtype);
+  if (numel > std::numeric_limits<uint64_t>::max() / size) {
+    return malformed(name, where + ": byte size overflows");
+  }
+  if (begin > end || end > data.size()) {
+    return malformed(name, where + ": data_offsets [" + std::to_string(begin) + ", " +
+                               std::to_string(end) + "] fall outside the " +
+                               std::to_string(data.size()) + "-byte data buffer");
+  }
+  if (end - begin != numel * size) {
+    return malformed(name, where + ": " + std::to_string(end - begin) + " bytes for a " +
+                               std::string(dtype_name(t.dtype)) + " shape of " +
+                               std::to_string(numel) + " elements");
+  }
+  t.data = data.subspan(begin, end - begin);
+  return t;
+}
+
+}  // namespace
+
 Status File::parse(std::span<const std::byte> bytes, const std::string& name) {
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | std::to_integer<uint64_t>(bytes[i]);
@@ -163,53 +219,8 @@ Status File::parse(std::span<const std::byte> bytes, const std::string& name) {
       }
       continue;
     }
-    const std::string where = "tensor \"" + key + "\"";
-    if (key.empty()) return malformed(name, "a tensor has an empty name");
-    if (!value.is_object() || value.size() != 3 || !value.contains("dtype") ||
-        !value.contains("shape") || !value.contains("data_offsets")) {
-      return malformed(name, where + " must have exactly dtype, shape and data_offsets");
-    }
-    TensorView t;
-    t.name = key;
-    if (!value["dtype"].is_string()) return malformed(name, where + ": dtype is not a string");
-    auto dtype = parse_dtype(value["dtype"].get<std::string>());
-    if (!dtype.is_ok()) return malformed(name, where + ": " + dtype.status().message());
-    t.dtype = *dtype;
-    const auto& shape = value["shape"];
-    if (!shape.is_array()) return malformed(name, where + ": shape is not an array");
-    uint64_t numel = 1;
-    for (const auto& d : shape) {
-      uint64_t dim = 0;
-      if (!read_u64(d, dim) || dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-        return malformed(name, where + ": shape has a dimension that is not a non-negative integer");
-      }
-      if (dim != 0 && numel > std::numeric_limits<uint64_t>::max() / dim) {
-        return malformed(name, where + ": shape overflows");
-      }
-      numel *= dim;
-      t.shape.push_back(static_cast<int64_t>(dim));
-    }
-    const auto& offsets = value["data_offsets"];
     uint64_t begin = 0, end = 0;
-    if (!offsets.is_array() || offsets.size() != 2 || !read_u64(offsets[0], begin) ||
-        !read_u64(offsets[1], end)) {
-      return malformed(name, where + ": data_offsets must be two non-negative integers");
-    }
-    const uint64_t size = dtype_size(t.dtype);
-    if (numel > std::numeric_limits<uint64_t>::max() / size) {
-      return malformed(name, where + ": byte size overflows");
-    }
-    if (begin > end || end > data.size()) {
-      return malformed(name, where + ": data_offsets [" + std::to_string(begin) + ", " +
-                                 std::to_string(end) + "] fall outside the " +
-                                 std::to_string(data.size()) + "-byte data buffer");
-    }
-    if (end - begin != numel * size) {
-      return malformed(name, where + ": " + std::to_string(end - begin) + " bytes for a " +
-                                 std::string(dtype_name(t.dtype)) + " shape of " +
-                                 std::to_string(numel) + " elements");
-    }
-    t.data = data.subspan(begin, end - begin);
+    BITFLEET_ASSIGN_OR_RETURN(TensorView t, tensor_entry(key, value, data, name, begin, end));
     ranges.push_back({begin, end, tensors_.size()});
     tensors_.push_back(std::move(t));
   }

@@ -275,10 +275,14 @@ at::Tensor BitFitModel::head_logits(const BatchSegment& seg, const at::Tensor& h
 }
 
 ForwardOutput BitFitModel::forward(const Batch& batch) {
+  const RowSlots slots = row_slots(batch.row_slots);
+  return heads(batch, encode(batch, slots), slots);
+}
+
+// The encoder: embeddings, then every layer, with each row's slot biases.
+at::Tensor BitFitModel::encode(const Batch& batch, const RowSlots& slots) const {
   const auto& c = backbone_.config();
   const Backbone& w = backbone_;
-  const RowSlots slots = row_slots(batch.row_slots);
-
   // Embeddings, summed in Hugging Face's order: (word + token type) + position.
   at::Tensor x = w.word_embeddings.index_select(0, batch.input_ids) +
                  w.token_type_embeddings.index_select(0, batch.token_type_ids);
@@ -303,6 +307,31 @@ ForwardOutput BitFitModel::forward(const Batch& batch) {
     x = layer_norm(o + x, L.out_ln_w, BiasKind::kOutputLayerNorm, l, L.out_ln_b, slots);
   }
 
+  return x;
+}
+
+// A segment's summed loss (unscaled): cross-entropy or squared error.
+at::Tensor BitFitModel::segment_loss(const BatchSegment& seg, const at::Tensor& logits) {
+  at::Tensor loss;
+  switch (seg.task) {
+    case TaskType::kClassification:
+      loss = at::cross_entropy_loss(logits, seg.labels, {}, at::Reduction::Sum);
+      break;
+    case TaskType::kRegression:
+      loss = (logits - seg.labels).pow(2).sum();
+      break;
+    case TaskType::kTokenClassification:
+      loss = at::cross_entropy_loss(logits.reshape({-1, seg.num_outputs}), seg.labels.reshape(-1), {},
+                                    at::Reduction::Sum, -100);
+      break;
+  }
+  return loss;
+}
+
+// The heads over the encoder's output: per segment, its logits and (with labels) its loss.
+ForwardOutput BitFitModel::heads(const Batch& batch, const at::Tensor& x, const RowSlots& slots) const {
+  const auto& c = backbone_.config();
+  const Backbone& w = backbone_;
   // Sequence heads read each example's first token: BERT through its pooler, RoBERTa directly.
   // Per-segment pieces come from one split, whose backward is one concatenation (a narrow per
   // segment would build a zero-filled full-size gradient per segment). On the CPU the pooler runs
@@ -345,20 +374,7 @@ ForwardOutput BitFitModel::forward(const Batch& batch) {
     at::Tensor logits = head_logits(seg, tokens ? row_pieces[i] : at::Tensor(), pooled);
     out.logits.push_back(logits);
     if (!seg.labels.defined()) continue;
-    at::Tensor loss;
-    switch (seg.task) {
-      case TaskType::kClassification:
-        loss = at::cross_entropy_loss(logits, seg.labels, {}, at::Reduction::Sum);
-        break;
-      case TaskType::kRegression:
-        loss = (logits - seg.labels).pow(2).sum();
-        break;
-      case TaskType::kTokenClassification:
-        loss = at::cross_entropy_loss(logits.reshape({-1, seg.num_outputs}), seg.labels.reshape(-1), {},
-                                      at::Reduction::Sum, -100);
-        break;
-    }
-    out.losses.push_back(loss * seg.loss_scale);
+    out.losses.push_back(segment_loss(seg, logits) * seg.loss_scale);
   }
   return out;
 }

@@ -108,6 +108,10 @@ class BitFitModel {
   at::Tensor head_logits(const BatchSegment& segment, const at::Tensor& hidden,
                          const at::Tensor& pooled_rows) const;
   const at::Tensor& head_leaf(int slot, HeadPart part) const;
+  // forward's two halves: the encoder over all rows, then the heads and losses per segment.
+  at::Tensor encode(const Batch& batch, const RowSlots& slots) const;
+  ForwardOutput heads(const Batch& batch, const at::Tensor& x, const RowSlots& slots) const;
+  static at::Tensor segment_loss(const BatchSegment& segment, const at::Tensor& logits);
 
   const Backbone& backbone_;
   ModelOptions options_;

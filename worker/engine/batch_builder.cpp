@@ -27,6 +27,33 @@ at::Tensor upload(std::span<const uint8_t> values, c10::Device device) { return 
 BatchBuilder::BatchBuilder(const BackboneConfig& config, c10::Device device, int32_t pad_id)
     : config_(config), device_(device), pad_id_(pad_id) {}
 
+// One example's rows (padded to seq_len) and labels into the host vectors.
+void BatchBuilder::append_example(const SegmentInput& in, const ExampleRef& e, int64_t seq_len) {
+  const bool roberta = config_.architecture == Architecture::kRoberta;
+  const int64_t n = static_cast<int64_t>(e.ids.size());
+  if (in.task != TaskType::kTokenClassification) first_rows_.push_back(static_cast<int64_t>(ids_.size()));
+  for (int64_t t = 0; t < seq_len; ++t) {
+    const bool real = t < n;
+    ids_.push_back(real ? e.ids[t] : pad_id_);
+    types_.push_back(real && !roberta && t < static_cast<int64_t>(e.type_ids.size()) ? e.type_ids[t] : 0);
+    // RoBERTa numbers real tokens from pad_token_id + 1 and gives padding pad_token_id.
+    positions_.push_back(roberta ? (real ? config_.pad_token_id + 1 + t : config_.pad_token_id) : t);
+    slots_.push_back(in.slot);
+    masks_.push_back(real ? 1 : 0);
+  }
+  if (!in.with_labels) return;
+  if (in.task == TaskType::kRegression) {
+    float_labels_.push_back(e.target);
+  } else if (in.task == TaskType::kClassification) {
+    long_labels_.push_back(e.label);
+  } else {
+    for (int64_t t = 0; t < seq_len; ++t) {
+      const bool labelled = t < n && t < static_cast<int64_t>(e.token_labels.size());
+      long_labels_.push_back(labelled ? e.token_labels[t] : -100);
+    }
+  }
+}
+
 Batch BatchBuilder::build(const std::vector<SegmentInput>& segments) {
   const bool roberta = config_.architecture == Architecture::kRoberta;
   ids_.clear();
@@ -55,31 +82,9 @@ Batch BatchBuilder::build(const std::vector<SegmentInput>& segments) {
     seg.seq_len = seq_len;
     seg.loss_scale = in.loss_scale;
     offsets.push_back({masks_.size(), in.task == TaskType::kRegression ? float_labels_.size() : long_labels_.size()});
-    for (int64_t i = 0; i < seg.examples; ++i) {
-      const ExampleRef& e = in.examples[i];
-      const int64_t n = static_cast<int64_t>(e.ids.size());
-      seg.padded = seg.padded || n < seq_len;
-      if (in.task != TaskType::kTokenClassification) first_rows_.push_back(static_cast<int64_t>(ids_.size()));
-      for (int64_t t = 0; t < seq_len; ++t) {
-        const bool real = t < n;
-        ids_.push_back(real ? e.ids[t] : pad_id_);
-        types_.push_back(real && !roberta && t < static_cast<int64_t>(e.type_ids.size()) ? e.type_ids[t] : 0);
-        // RoBERTa numbers real tokens from pad_token_id + 1 and gives padding pad_token_id.
-        positions_.push_back(roberta ? (real ? config_.pad_token_id + 1 + t : config_.pad_token_id) : t);
-        slots_.push_back(in.slot);
-        masks_.push_back(real ? 1 : 0);
-      }
-      if (!in.with_labels) continue;
-      if (in.task == TaskType::kRegression) {
-        float_labels_.push_back(e.target);
-      } else if (in.task == TaskType::kClassification) {
-        long_labels_.push_back(e.label);
-      } else {
-        for (int64_t t = 0; t < seq_len; ++t) {
-          const bool labelled = t < n && t < static_cast<int64_t>(e.token_labels.size());
-          long_labels_.push_back(labelled ? e.token_labels[t] : -100);
-        }
-      }
+    for (const ExampleRef& e : in.examples) {
+      seg.padded = seg.padded || static_cast<int64_t>(e.ids.size()) < seq_len;
+      append_example(in, e, seq_len);
     }
     batch.segments.push_back(std::move(seg));
   }

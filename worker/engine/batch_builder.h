@@ -51,6 +51,8 @@ class BatchBuilder {
   Batch build(const std::vector<SegmentInput>& segments);
 
  private:
+  void append_example(const SegmentInput& in, const ExampleRef& e, int64_t seq_len);
+
   BackboneConfig config_;
   c10::Device device_;
   int32_t pad_id_;

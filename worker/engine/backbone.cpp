@@ -57,6 +57,44 @@ Result<at::ScalarType> torch_dtype(const safetensors::TensorView& t, const std::
 
 }  // namespace
 
+namespace {
+
+// The loaded tensors, by Hugging Face name, into the backbone's fields.
+void assign_weights(Backbone& b, std::map<std::string, at::Tensor>& loaded, int layers) {
+  b.word_embeddings = loaded["embeddings.word_embeddings.weight"];
+  b.position_embeddings = loaded["embeddings.position_embeddings.weight"];
+  b.token_type_embeddings = loaded["embeddings.token_type_embeddings.weight"];
+  b.embeddings_ln_w = loaded["embeddings.LayerNorm.weight"];
+  b.embeddings_ln_b = loaded["embeddings.LayerNorm.bias"];
+  if (loaded.count("pooler.dense.weight") && loaded.count("pooler.dense.bias")) {
+    b.pooler_w = loaded["pooler.dense.weight"];
+    b.pooler_b = loaded["pooler.dense.bias"];
+  }
+  for (int l = 0; l < layers; ++l) {
+    const std::string p = "encoder.layer." + std::to_string(l) + ".";
+    EncoderLayerWeights w;
+    w.query_w = loaded[p + "attention.self.query.weight"];
+    w.query_b = loaded[p + "attention.self.query.bias"];
+    w.key_w = loaded[p + "attention.self.key.weight"];
+    w.key_b = loaded[p + "attention.self.key.bias"];
+    w.value_w = loaded[p + "attention.self.value.weight"];
+    w.value_b = loaded[p + "attention.self.value.bias"];
+    w.attn_out_w = loaded[p + "attention.output.dense.weight"];
+    w.attn_out_b = loaded[p + "attention.output.dense.bias"];
+    w.attn_ln_w = loaded[p + "attention.output.LayerNorm.weight"];
+    w.attn_ln_b = loaded[p + "attention.output.LayerNorm.bias"];
+    w.inter_w = loaded[p + "intermediate.dense.weight"];
+    w.inter_b = loaded[p + "intermediate.dense.bias"];
+    w.out_w = loaded[p + "output.dense.weight"];
+    w.out_b = loaded[p + "output.dense.bias"];
+    w.out_ln_w = loaded[p + "output.LayerNorm.weight"];
+    w.out_ln_b = loaded[p + "output.LayerNorm.bias"];
+    b.layers.push_back(std::move(w));
+  }
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Backbone>> Backbone::load(const std::string& dir, c10::Device device, c10::ScalarType dtype) {
   BITFLEET_ASSIGN_OR_RETURN(BackboneConfig config, BackboneConfig::load(dir));
   BITFLEET_ASSIGN_OR_RETURN(std::vector<std::string> paths, weight_files(dir));
@@ -112,37 +150,7 @@ Result<std::unique_ptr<Backbone>> Backbone::load(const std::string& dir, c10::De
     }
   }
 
-  Backbone& b = *backbone;
-  b.word_embeddings = loaded["embeddings.word_embeddings.weight"];
-  b.position_embeddings = loaded["embeddings.position_embeddings.weight"];
-  b.token_type_embeddings = loaded["embeddings.token_type_embeddings.weight"];
-  b.embeddings_ln_w = loaded["embeddings.LayerNorm.weight"];
-  b.embeddings_ln_b = loaded["embeddings.LayerNorm.bias"];
-  if (loaded.count("pooler.dense.weight") && loaded.count("pooler.dense.bias")) {
-    b.pooler_w = loaded["pooler.dense.weight"];
-    b.pooler_b = loaded["pooler.dense.bias"];
-  }
-  for (int l = 0; l < config.layers; ++l) {
-    const std::string p = "encoder.layer." + std::to_string(l) + ".";
-    EncoderLayerWeights w;
-    w.query_w = loaded[p + "attention.self.query.weight"];
-    w.query_b = loaded[p + "attention.self.query.bias"];
-    w.key_w = loaded[p + "attention.self.key.weight"];
-    w.key_b = loaded[p + "attention.self.key.bias"];
-    w.value_w = loaded[p + "attention.self.value.weight"];
-    w.value_b = loaded[p + "attention.self.value.bias"];
-    w.attn_out_w = loaded[p + "attention.output.dense.weight"];
-    w.attn_out_b = loaded[p + "attention.output.dense.bias"];
-    w.attn_ln_w = loaded[p + "attention.output.LayerNorm.weight"];
-    w.attn_ln_b = loaded[p + "attention.output.LayerNorm.bias"];
-    w.inter_w = loaded[p + "intermediate.dense.weight"];
-    w.inter_b = loaded[p + "intermediate.dense.bias"];
-    w.out_w = loaded[p + "output.dense.weight"];
-    w.out_b = loaded[p + "output.dense.bias"];
-    w.out_ln_w = loaded[p + "output.LayerNorm.weight"];
-    w.out_ln_b = loaded[p + "output.LayerNorm.bias"];
-    b.layers.push_back(std::move(w));
-  }
+  assign_weights(*backbone, loaded, config.layers);
   return backbone;
 }
 

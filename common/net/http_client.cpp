@@ -124,6 +124,28 @@ HttpResponse to_response(http::response<Body>& res, std::string body) {
   return out;
 }
 
+// The headers every request carries, then the caller's.
+template <typename Body>
+void set_headers(http::request<Body>& req, const std::string& host, const std::string& token,
+                 std::string_view content_type, const HttpClient::Headers& headers) {
+  req.set(http::field::host, host);
+  req.set(http::field::user_agent, "bitfleet");
+  if (!token.empty()) req.set(http::field::authorization, "Bearer " + token);
+  if (!content_type.empty()) req.set(http::field::content_type, beast::string_view(content_type.data(), content_type.size()));
+  for (const auto& [k, v] : headers) req.set(k, v);
+}
+
+template <typename Body>
+Result<HttpResponse> round_trip(beast::tcp_stream& stream, beast::flat_buffer& buffer, http::request<Body>& req,
+                                std::chrono::milliseconds timeout) {
+  req.prepare_payload();
+  http::response_parser<http::string_body> parser;
+  BITFLEET_RETURN_IF_ERROR(exchange(stream, buffer, req, parser, timeout));
+  auto res = parser.release();
+  std::string text = std::move(res.body());
+  return to_response(res, std::move(text));
+}
+
 }  // namespace
 
 template <typename Attempt>
@@ -147,18 +169,9 @@ Result<HttpResponse> HttpClient::request(std::string_view method, const std::str
                                          const Headers& headers) {
   return send([&](Connection& c) -> Result<HttpResponse> {
     http::request<http::string_body> req{http::string_to_verb(beast::string_view(method.data(), method.size())), full_target(target), 11};
-    req.set(http::field::host, endpoint_.host);
-    req.set(http::field::user_agent, "bitfleet");
-    if (!token_.empty()) req.set(http::field::authorization, "Bearer " + token_);
-    if (!body.empty()) req.set(http::field::content_type, "application/json");
-    for (const auto& [k, v] : headers) req.set(k, v);
+    set_headers(req, endpoint_.host, token_, body.empty() ? "" : "application/json", headers);
     req.body() = std::string(body);
-    req.prepare_payload();
-    http::response_parser<http::string_body> parser;
-    BITFLEET_RETURN_IF_ERROR(exchange(c.stream, c.buffer, req, parser, timeout_));
-    auto res = parser.release();
-    std::string text = std::move(res.body());
-    return to_response(res, std::move(text));
+    return round_trip(c.stream, c.buffer, req, timeout_);
   });
 }
 
@@ -166,20 +179,11 @@ Result<HttpResponse> HttpClient::upload(std::string_view method, const std::stri
                                         const Headers& headers) {
   return send([&](Connection& c) -> Result<HttpResponse> {
     http::request<http::file_body> req{http::string_to_verb(beast::string_view(method.data(), method.size())), full_target(target), 11};
-    req.set(http::field::host, endpoint_.host);
-    req.set(http::field::user_agent, "bitfleet");
-    req.set(http::field::content_type, "application/octet-stream");
-    if (!token_.empty()) req.set(http::field::authorization, "Bearer " + token_);
-    for (const auto& [k, v] : headers) req.set(k, v);
+    set_headers(req, endpoint_.host, token_, "application/octet-stream", headers);
     beast::error_code ec;
     req.body().open(path.c_str(), beast::file_mode::scan, ec);
     if (ec) return io_error("opening " + path + ": " + ec.message());
-    req.prepare_payload();
-    http::response_parser<http::string_body> parser;
-    BITFLEET_RETURN_IF_ERROR(exchange(c.stream, c.buffer, req, parser, timeout_));
-    auto res = parser.release();
-    std::string text = std::move(res.body());
-    return to_response(res, std::move(text));
+    return round_trip(c.stream, c.buffer, req, timeout_);
   });
 }
 

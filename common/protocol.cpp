@@ -49,6 +49,17 @@ json with_fence(const Fence& fence, json body) {
   return body;
 }
 
+// Each element of `list` as an object at "key[i]", read by `item`, then checked for unknown fields.
+template <typename F>
+Status each_object(const json& list, std::string_view key, F&& item) {
+  for (size_t i = 0; i < list.size(); ++i) {
+    JsonFields e(list[i], std::string(key) + "[" + std::to_string(i) + "]");
+    item(e);
+    BITFLEET_RETURN_IF_ERROR(e.finish());
+  }
+  return Status::ok();
+}
+
 Fence fence_of(JsonFields& f) { return {f.string("worker_group", std::nullopt, kIdLength), f.integer("attempt", 1, kMaxInt)}; }
 
 }  // namespace
@@ -117,12 +128,11 @@ Result<Heartbeat> parse_heartbeat(const json& body) {
   h.free_slots = f.integer("free_slots", 0, 4096);
   const json& list = f.raw("jobs");
   if (f.ok() && !list.is_null() && !list.is_array()) f.fail("jobs", "must be a list");
-  for (size_t i = 0; f.ok() && list.is_array() && i < list.size(); ++i) {
-    JsonFields j(list[i], "jobs[" + std::to_string(i) + "]");
-    ProgressReport p{j.string("id", std::nullopt, kIdLength), j.integer("attempt", 1, kMaxInt),
-                     j.integer("step", 0, kMaxInt, 0), j.integer("total_steps", 0, kMaxInt, 0), optional_loss(j)};
-    BITFLEET_RETURN_IF_ERROR(j.finish());
-    h.jobs.push_back(std::move(p));
+  if (f.ok() && list.is_array()) {
+    BITFLEET_RETURN_IF_ERROR(each_object(list, "jobs", [&](JsonFields& j) {
+      h.jobs.push_back({j.string("id", std::nullopt, kIdLength), j.integer("attempt", 1, kMaxInt),
+                        j.integer("step", 0, kMaxInt, 0), j.integer("total_steps", 0, kMaxInt, 0), optional_loss(j)});
+    }));
   }
   BITFLEET_RETURN_IF_ERROR(f.finish());
   return h;
@@ -134,14 +144,14 @@ Result<EventsReport> parse_events_report(const json& body) {
   r.fence = fence_of(f);
   const json& list = f.raw("events");
   if (f.ok() && (!list.is_array() || list.size() > 1000)) f.fail("events", "must be a list of at most 1000 events");
-  for (size_t i = 0; f.ok() && i < list.size(); ++i) {
-    JsonFields e(list[i], "events[" + std::to_string(i) + "]");
-    std::string type = e.string("type", std::nullopt, 32);
-    const json& data = e.raw("data");
-    if (e.ok() && type != "train_loss" && type != "eval" && type != "log") e.fail("type", "must be train_loss, eval or log");
-    if (e.ok() && !data.is_object()) e.fail("data", "must be an object");
-    BITFLEET_RETURN_IF_ERROR(e.finish());
-    r.events.push_back({std::move(type), data});
+  if (f.ok()) {
+    BITFLEET_RETURN_IF_ERROR(each_object(list, "events", [&](JsonFields& e) {
+      std::string type = e.string("type", std::nullopt, 32);
+      const json& data = e.raw("data");
+      if (e.ok() && type != "train_loss" && type != "eval" && type != "log") e.fail("type", "must be train_loss, eval or log");
+      if (e.ok() && !data.is_object()) e.fail("data", "must be an object");
+      r.events.push_back({std::move(type), data});
+    }));
   }
   BITFLEET_RETURN_IF_ERROR(f.finish());
   return r;

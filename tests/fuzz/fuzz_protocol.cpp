@@ -1,10 +1,12 @@
-// The coordinator's replies as rank 0's agent receives them (common/protocol.h): registration,
-// lease grant, heartbeat. Garbage must be a Status; whatever is accepted must encode and parse
-// back to the same message.
+// Both directions of common/protocol.h: the coordinator's replies as rank 0's agent receives them
+// (registration, lease grant, heartbeat) and the worker's requests as the coordinator receives
+// them (registration, lease, heartbeat, reports). Garbage must be a Status; whatever is accepted
+// must encode and parse back to the same message.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
 
+#include "common/json_fields.h"
 #include "common/protocol.h"
 
 using namespace bitfleet::protocol;
@@ -23,5 +25,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto again = parse_registration_reply(to_json(*reg).dump());
     if (!again.is_ok() || again->id != reg->id) __builtin_trap();
   }
+  auto json = bitfleet::common::parse_json(body, "body");
+  if (!json.is_ok()) return 0;
+  auto round_trips = [&](auto parse) {
+    if (auto m = parse(*json); m.is_ok()) {
+      auto again = parse(to_json(*m));
+      if (!again.is_ok() || to_json(*again) != to_json(*m)) __builtin_trap();
+    }
+  };
+  round_trips(parse_registration);
+  round_trips(parse_lease_request);
+  round_trips(parse_heartbeat);
+  round_trips(parse_events_report);
+  round_trips(parse_complete_report);
+  round_trips(parse_fail_report);
+  round_trips(parse_release_report);
   return 0;
 }

@@ -43,14 +43,10 @@ def subsample(src, dst, n, seed):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--glue", default=os.path.join(HERE, "..", "..", "shared", "data", "glue"))
-    parser.add_argument("--backbone", default=os.environ.get("BITFLEET_MINILM_DIR"))
     parser.add_argument("--sst2-train", type=int, default=8000, help="SST-2 training rows used (of 67,349)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--bin", default=os.path.join(HERE, "..", "build", "bin", "bitfleet-train"))
-    parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    hf_bitfit.add_run_arguments(parser, lr=2e-3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     hyper = {"epochs": args.epochs, "batch_size": args.batch, "learning_rate": args.lr, "warmup_ratio": 0.06,

@@ -26,6 +26,16 @@ DEFAULTS = {"epochs": 3, "batch_size": 16, "learning_rate": 1e-3, "warmup_ratio"
             "max_seq_len": 128, "seed": 42, "max_grad_norm": 1.0, "max_steps": 0}
 
 
+def add_run_arguments(parser, lr):
+    """The flags every bitfleet-train-versus-transformers benchmark takes."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    parser.add_argument("--backbone", default=os.environ.get("BITFLEET_MINILM_DIR"))
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--bin", default=os.path.join(here, "..", "build", "bin", "bitfleet-train"))
+    parser.add_argument("--out", default=os.path.join(here, "results"))
+
+
 def read_rows(path):
     """TSV (no quoting, GLUE style), CSV (RFC 4180) or JSONL rows as dicts."""
     if path.endswith(".jsonl") or path.endswith(".json"):

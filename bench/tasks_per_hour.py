@@ -75,17 +75,13 @@ def headline(task, metrics):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--glue", default=os.path.join(HERE, "..", "..", "shared", "data", "glue"))
-    parser.add_argument("--backbone", default=os.environ.get("BITFLEET_MINILM_DIR"))
     parser.add_argument("--tasks", type=int, default=64)
     parser.add_argument("--train-rows", type=int, default=256)
     parser.add_argument("--dev-rows", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--max-seq-len", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--bin", default=os.path.join(HERE, "..", "build", "bin", "bitfleet-train"))
-    parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    hf_bitfit.add_run_arguments(parser, lr=2e-3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     hyper = {"epochs": args.epochs, "batch_size": args.batch, "learning_rate": args.lr, "max_seq_len": args.max_seq_len}

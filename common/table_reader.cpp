@@ -130,6 +130,25 @@ Status check_header(const std::vector<std::string>& columns, const std::string& 
   return Status::ok();
 }
 
+// One delimited record's fields: the header's (the first record) become the columns; every later
+// record must have as many fields and goes to the sink by column name.
+Status take_record(std::vector<std::string> fields, int64_t line, const char* separated, const std::string& name,
+                   bool& header_done, std::vector<std::string>& columns, const RecordSink& sink) {
+  if (!header_done) {
+    columns = std::move(fields);
+    header_done = true;
+    return check_header(columns, name);
+  }
+  if (fields.size() != columns.size()) {
+    return bad_record(name, line, "expected " + std::to_string(columns.size()) + " " + separated +
+                                      " fields (as the header has), got " + std::to_string(fields.size()));
+  }
+  TableRecord r{line, nlohmann::json::object()};
+  for (size_t i = 0; i < fields.size(); ++i) r.values[columns[i]] = std::move(fields[i]);
+  sink(std::move(r));
+  return Status::ok();
+}
+
 Status scan_tsv(LineSource& lines, const std::string& name, std::vector<std::string>& columns, const RecordSink& sink) {
   bool header_done = false;
   std::string_view line;
@@ -143,20 +162,7 @@ Status scan_tsv(LineSource& lines, const std::string& name, std::vector<std::str
       if (tab == std::string_view::npos) break;
       start = tab + 1;
     }
-    if (!header_done) {
-      columns = std::move(fields);
-      header_done = true;
-      BITFLEET_RETURN_IF_ERROR(check_header(columns, name));
-      continue;
-    }
-    if (fields.size() != columns.size()) {
-      return bad_record(name, lines.number(), "expected " + std::to_string(columns.size()) +
-                                                  " tab-separated fields (as the header has), got " +
-                                                  std::to_string(fields.size()));
-    }
-    TableRecord r{lines.number(), nlohmann::json::object()};
-    for (size_t i = 0; i < fields.size(); ++i) r.values[columns[i]] = std::move(fields[i]);
-    sink(std::move(r));
+    BITFLEET_RETURN_IF_ERROR(take_record(std::move(fields), lines.number(), "tab-separated", name, header_done, columns, sink));
   }
   BITFLEET_RETURN_IF_ERROR(lines.status());
   if (!header_done) return invalid_argument(name + ": empty file (a TSV needs a header line)");
@@ -222,20 +228,7 @@ Status parse_csv_text(std::string_view text, int64_t line, const std::string& na
     }
     fields.push_back(std::move(field));
     if (fields.size() == 1 && fields[0].empty() && !quoted_field) continue;  // blank line
-    if (!header_done) {
-      columns = std::move(fields);
-      header_done = true;
-      BITFLEET_RETURN_IF_ERROR(check_header(columns, name));
-      continue;
-    }
-    if (fields.size() != columns.size()) {
-      return bad_record(name, record_line, "expected " + std::to_string(columns.size()) +
-                                               " comma-separated fields (as the header has), got " +
-                                               std::to_string(fields.size()));
-    }
-    TableRecord r{record_line, nlohmann::json::object()};
-    for (size_t k = 0; k < fields.size(); ++k) r.values[columns[k]] = std::move(fields[k]);
-    sink(std::move(r));
+    BITFLEET_RETURN_IF_ERROR(take_record(std::move(fields), record_line, "comma-separated", name, header_done, columns, sink));
   }
   return Status::ok();
 }

@@ -91,6 +91,12 @@ class MixingTest : public ::testing::TestWithParam<Architecture> {
     return logits;
   }
 
+  std::vector<const TaskData*> all_tasks() const {
+    std::vector<const TaskData*> all;
+    for (const auto& t : tasks_) all.push_back(&t);
+    return all;
+  }
+
   testing::TempDir dir_;
   std::unique_ptr<Backbone> backbone_;
   std::unique_ptr<BitFitModel> model_;
@@ -98,8 +104,7 @@ class MixingTest : public ::testing::TestWithParam<Architecture> {
 };
 
 TEST_P(MixingTest, OneBatchEqualsSeparatePassesPerSlot) {
-  std::vector<const TaskData*> all;
-  for (const auto& t : tasks_) all.push_back(&t);
+  const std::vector<const TaskData*> all = all_tasks();
   std::vector<at::Tensor> mixed_logits = step(all);
   at::Tensor mixed_grads = model_->grads().clone();
   for (size_t i = 0; i < tasks_.size(); ++i) {
@@ -122,8 +127,7 @@ TEST_P(MixingTest, OneBatchEqualsSeparatePassesPerSlot) {
 // Bit for bit on CPU: a slot's numbers do not depend on which slots share its batch. This is what
 // lets a job move to another worker group mid-run and finish exactly as it would have.
 TEST_P(MixingTest, SlotResultsDoNotDependOnBatchCompanionsBitForBit) {
-  std::vector<const TaskData*> all;
-  for (const auto& t : tasks_) all.push_back(&t);
+  const std::vector<const TaskData*> all = all_tasks();
   std::vector<at::Tensor> mixed_logits = step(all);
   at::Tensor mixed_grads = model_->grads().clone();
   for (size_t i = 0; i < tasks_.size(); ++i) {
@@ -135,8 +139,7 @@ TEST_P(MixingTest, SlotResultsDoNotDependOnBatchCompanionsBitForBit) {
 }
 
 TEST_P(MixingTest, FrozenWeightsNeverRequireOrReceiveGradients) {
-  std::vector<const TaskData*> all;
-  for (const auto& t : tasks_) all.push_back(&t);
+  const std::vector<const TaskData*> all = all_tasks();
   step(all);
   std::vector<at::Tensor> frozen = {backbone_->word_embeddings, backbone_->position_embeddings,
                                     backbone_->token_type_embeddings, backbone_->embeddings_ln_w};

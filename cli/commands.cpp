@@ -142,12 +142,28 @@ int watch_ids(Context& ctx, const std::vector<std::string>& ids, double interval
   return kExitOk;
 }
 
+// A sweep id ("sweep-…") stands for its variants.
+Result<std::vector<std::string>> expand_sweeps(Context& ctx, const Args& args) {
+  std::vector<std::string> ids;
+  for (const auto& id : args) {
+    if (id.rfind("sweep-", 0) != 0) {
+      ids.push_back(id);
+      continue;
+    }
+    BITFLEET_ASSIGN_OR_RETURN(json sweep, ctx.api.get("/v1/sweeps/" + url_encode(id)));
+    for (const auto& v : sweep["variants"]) ids.push_back(v["job"].get<std::string>());
+  }
+  return ids;
+}
+
 int watch_command(Context& ctx, common::Flags& flags, const Args& args) {
   const bool all = flags.boolean("all");
   const double interval = flags.number("interval", 0.1, 3600, 2.0);
   if (Status s = flags.finish(); !s.is_ok()) return fail(ctx, s);
   if (all == !args.empty()) return fail(ctx, invalid_argument("usage: bitfleet watch JOB… | bitfleet watch --all"));
-  std::vector<std::string> ids = args;
+  auto expanded = expand_sweeps(ctx, args);
+  if (!expanded.is_ok()) return fail(ctx, expanded.status());
+  std::vector<std::string> ids = std::move(expanded).value();
   if (all) {  // every job not finished yet, oldest first
     for (const char* status : {"running", "queued"}) {
       auto jobs = ctx.api.list("/v1/jobs", std::string("status=") + status, SIZE_MAX);
@@ -210,13 +226,19 @@ int download_command(Context& ctx, common::Flags& flags, const Args& args) {
   TextTable table({"JOB", "NAME", "METRIC", "VALUE", "SECONDS", "TRAINABLE", "ARTIFACT"});
   std::vector<json> downloaded;
   for (const auto& id : args) {
-    auto job = ctx.api.get("/v1/jobs/" + url_encode(id));
+    // A sweep's artifact is its best variant's, saved under the sweep's name.
+    const bool sweep = id.rfind("sweep-", 0) == 0;
+    Result<json> job = sweep ? ctx.api.get("/v1/sweeps/" + url_encode(id)) : ctx.api.get("/v1/jobs/" + url_encode(id));
+    if (sweep && job.is_ok()) {
+      job = (*job)["best"].is_object() ? ctx.api.get("/v1/jobs/" + url_encode((*job)["best"]["job"].get<std::string>()))
+                                       : Result<json>(Status(StatusCode::kFailedPrecondition, "has no succeeded variant yet"));
+    }
     Status s = job.is_ok() ? Status::ok() : job.status();
     if (s.is_ok() && !(*job)["artifact"].is_object()) {
       s = Status(StatusCode::kFailedPrecondition, "has no artifact (it is " + (*job)["status"].get<std::string>() + ")");
     }
     const std::string path = (fs::path(dir) / (id + ".safetensors")).string();
-    if (s.is_ok()) s = ctx.api.download("/v1/jobs/" + url_encode(id) + "/artifact", path);
+    if (s.is_ok()) s = ctx.api.download("/v1/jobs/" + url_encode((*job)["id"].get<std::string>()) + "/artifact", path);
     if (s.is_ok()) {
       auto digest = net::sha256_file(path);
       if (!digest.is_ok() || *digest != (*job)["artifact"]["sha256"].get<std::string>()) {

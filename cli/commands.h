@@ -32,6 +32,7 @@ int events_command(Context& ctx, common::Flags& flags, const Args& args);
 int cancel_command(Context& ctx, common::Flags& flags, const Args& args);
 int download_command(Context& ctx, common::Flags& flags, const Args& args);
 int workers_command(Context& ctx, common::Flags& flags, const Args& args);
+int sweep_command(Context& ctx, common::Flags& flags, const Args& args);
 
 // Prints "bitfleet: <message>" and returns the status's exit code.
 int fail(Context& ctx, const Status& status);

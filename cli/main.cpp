@@ -22,11 +22,15 @@ usage: bitfleet [--url URL] [--token TOKEN | --token-file FILE] [--json] COMMAND
                                      train_file/validation_file paths are uploaded first
   submit --manifest tasks.csv        one job per row (CSV, TSV or JSONL); see docs/user-guide.md
          [--defaults JOB.json] [--backbone NAME] [--batch-size N] [--watch]
+  sweep JOB.json --grid K=V1,V2…     a sweep: one variant per point of the grid (--grid again for
+        [--strategy grid|successive_halving] [--eta N] [--metric M] [--mode min|max] [--watch]
+                                     more keys), trained side by side; the best by --metric wins
   jobs [--status S] [--limit N]      list jobs, newest first
-  watch JOB… | --all [--interval S]  follow jobs to the end: live progress, then a summary
+  watch JOB… | --all [--interval S]  follow jobs (or a sweep's variants) to the end
   events JOB                         a job's training log
   cancel JOB…                        cancel queued or running jobs
-  download JOB… [-o DIR]             fetch artifacts (checked against their sha256)
+  download JOB… [-o DIR]             fetch artifacts (checked against their sha256); a sweep id
+                                     fetches its best variant's, as SWEEP.safetensors
   workers                            worker groups, their backbone and free slots
 
   --url URL          the coordinator (default $BITFLEET_URL, else http://127.0.0.1:8080)
@@ -104,7 +108,7 @@ int main(int argc, char** argv) {
   const std::map<std::string, Command> commands = {
       {"files", files_command},   {"submit", submit_command}, {"jobs", jobs_command},
       {"watch", watch_command},   {"events", events_command}, {"cancel", cancel_command},
-      {"download", download_command}, {"workers", workers_command}};
+      {"download", download_command}, {"workers", workers_command}, {"sweep", sweep_command}};
   auto command = commands.find(positionals[0]);
   if (command == commands.end()) {
     std::cerr << "bitfleet: unknown command \"" << positionals[0] << "\" (bitfleet help lists them)\n";

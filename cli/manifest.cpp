@@ -31,6 +31,7 @@ constexpr Column kColumns[] = {
     {"backbone", "/backbone", Kind::kString},
     {"train_file", "/train_file", Kind::kPath},
     {"validation_file", "/validation_file", Kind::kPath},
+    {"test_file", "/test_file", Kind::kPath},
     {"task_type", "/task/type", Kind::kString},
     {"text_fields", "/task/text_fields", Kind::kList},
     {"label_field", "/task/label_field", Kind::kString},
@@ -45,6 +46,9 @@ constexpr Column kColumns[] = {
     {"bias_terms", "/hyperparameters/bias_terms", Kind::kBiasTerms},
     {"max_grad_norm", "/hyperparameters/max_grad_norm", Kind::kNumber},
     {"max_steps", "/hyperparameters/max_steps", Kind::kInteger},
+    {"eval_every_steps", "/hyperparameters/eval_every_steps", Kind::kInteger},
+    {"metric_for_best", "/hyperparameters/metric_for_best", Kind::kString},
+    {"early_stopping_patience", "/hyperparameters/early_stopping_patience", Kind::kInteger},
     {"priority", "/priority", Kind::kInteger},
 };
 constexpr std::string_view kMetadataPrefix = "metadata.";
@@ -146,7 +150,7 @@ std::string bare_message(const Status& s) {
 
 Status check_columns(const json& request, DataFiles& files) {
   const json& task = request.value("task", json::object());
-  for (const char* which : {"train_file", "validation_file"}) {
+  for (const char* which : common::kFileFields) {
     if (!request.contains(which)) continue;
     auto table = files.get(request[which].get<std::string>());
     if (!table.is_ok()) return Status(table.status().code(), table.status().message(), which);

@@ -7,6 +7,7 @@
 #include "cli/manifest.h"
 #include "cli/uploader.h"
 #include "common/file_util.h"
+#include "common/job_spec.h"
 #include "common/json_fields.h"
 
 namespace bitfleet::cli {
@@ -21,10 +22,10 @@ Result<json> read_json_file(const std::string& path) {
   return common::parse_json(text, path);
 }
 
-// A job request's train_file / validation_file that name local files become file ids; values
+// A job request's train_file / validation_file / test_file that name local files become file ids; values
 // that are already ids ("file-…", no such local file) stay.
 Status resolve_files(json& request, const fs::path& base_dir, Uploader& uploader, const std::string& where) {
-  for (const char* field : {"train_file", "validation_file"}) {
+  for (const char* field : common::kFileFields) {
     if (!request.is_object() || !request.contains(field) || !request[field].is_string()) continue;
     const std::string value = request[field].get<std::string>();
     const fs::path local = fs::path(value).is_absolute() ? fs::path(value) : base_dir / value;
@@ -91,7 +92,7 @@ int submit_manifest(Context& ctx, const std::string& manifest, const json& defau
   if (!tasks.is_ok()) return fail(ctx, tasks.status());
   Uploader uploader(ctx.api);
   for (ManifestTask& task : *tasks) {
-    for (const char* field : {"train_file", "validation_file"}) {
+    for (const char* field : common::kFileFields) {
       if (!task.request.contains(field)) continue;
       auto id = uploader.file_id(task.request[field].get<std::string>());
       if (!id.is_ok()) return fail(ctx, id.status());
@@ -153,7 +154,7 @@ int submit_command(Context& ctx, common::Flags& flags, const Args& args) {
     if (!read->is_object()) return fail(ctx, invalid_argument(*defaults_path + ": must be a JSON object (a job request)"));
     defaults = std::move(read).value();
     // Paths in the defaults are relative to the defaults file.
-    for (const char* field : {"train_file", "validation_file"}) {
+    for (const char* field : common::kFileFields) {
       if (defaults.contains(field) && defaults[field].is_string() && fs::path(defaults[field].get<std::string>()).is_relative()) {
         defaults[field] = (fs::absolute(*defaults_path).parent_path() / defaults[field].get<std::string>()).string();
       }
@@ -161,6 +162,88 @@ int submit_command(Context& ctx, common::Flags& flags, const Args& args) {
   }
   if (backbone) defaults["backbone"] = *backbone;
   return submit_manifest(ctx, *manifest, defaults, batch_size, watch, interval);
+}
+
+namespace {
+
+// --grid KEY=V1,V2,…: each value JSON when it parses as JSON (numbers, true, false), else a string
+// (bias_terms' "all", "query+intermediate").
+Result<json> parse_grid(const std::vector<std::string>& specs) {
+  json grid = json::object();
+  for (const auto& spec : specs) {
+    const auto eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size()) {
+      return invalid_argument("--grid: \"" + spec + "\" must be KEY=VALUE[,VALUE…]", "grid");
+    }
+    const std::string key = spec.substr(0, eq);
+    if (grid.contains(key)) return invalid_argument("--grid: " + key + " is given twice", "grid");
+    json values = json::array();
+    for (size_t start = eq + 1; start <= spec.size();) {
+      const size_t comma = std::min(spec.find(',', start), spec.size());
+      const std::string text = spec.substr(start, comma - start);
+      if (text.empty()) return invalid_argument("--grid: " + key + " has an empty value", "grid");
+      auto parsed = common::parse_json(text, "--grid");
+      values.push_back(parsed.is_ok() && !parsed->is_object() && !parsed->is_array() ? *parsed : json(text));
+      start = comma + 1;
+    }
+    grid[key] = std::move(values);
+  }
+  return grid;
+}
+
+void print_sweep(Context& ctx, const json& sweep) {
+  ctx.out << sweep["id"].get<std::string>() << " (" << sweep["strategy"].get<std::string>() << ", "
+          << sweep["variants"].size() << " variants, objective " << sweep["objective"]["metric"].get<std::string>() << ")\n";
+  TextTable table({"JOB", "HYPERPARAMETERS", "STATUS"});
+  for (const auto& v : sweep["variants"]) table.add({v["job"], v["hyperparameters"].dump(), v["status"]});
+  table.print(ctx.out);
+}
+
+}  // namespace
+
+int sweep_command(Context& ctx, common::Flags& flags, const Args& args) {
+  const std::vector<std::string> grid_specs = flags.strings("grid");
+  auto metric = flags.optional_string("metric");
+  auto mode = flags.optional_string("mode");
+  const std::string strategy = flags.string("strategy", "grid");
+  const int64_t eta = flags.integer("eta", 2, 16, 3);
+  const bool watch = flags.boolean("watch");
+  const double interval = flags.number("interval", 0.1, 3600, 2.0);
+  if (Status s = flags.finish(); !s.is_ok()) return fail(ctx, s);
+  if (args.size() != 1 || grid_specs.empty()) {
+    return fail(ctx, invalid_argument("usage: bitfleet sweep JOB.json --grid KEY=V1,V2 [--grid …] [--strategy S] [--watch]"));
+  }
+  auto base = read_json_file(args[0]);
+  if (!base.is_ok()) return fail(ctx, base.status());
+  if (!base->is_object()) return fail(ctx, invalid_argument(args[0] + ": must be a JSON object (a job request)"));
+  auto grid = parse_grid(grid_specs);
+  if (!grid.is_ok()) return fail(ctx, grid.status());
+  Uploader uploader(ctx.api);
+  if (Status s = resolve_files(*base, fs::absolute(args[0]).parent_path(), uploader, args[0] + ": "); !s.is_ok()) {
+    return fail(ctx, s);
+  }
+  json body = {{"base", *base}, {"grid", *grid}, {"strategy", strategy}, {"eta", eta}};
+  if (metric || mode) body["objective"] = json::object();
+  if (metric) body["objective"]["metric"] = *metric;
+  if (mode) body["objective"]["mode"] = *mode;
+  auto created = ctx.api.post("/v1/sweeps", body, new_idempotency_key());
+  if (!created.is_ok()) return fail(ctx, created.status());
+  if (ctx.json) {
+    ctx.out << created->dump(2) << "\n";
+  } else {
+    print_sweep(ctx, *created);
+  }
+  if (!watch) return kExitOk;
+  std::vector<std::string> ids;
+  for (const auto& v : (*created)["variants"]) ids.push_back(v["job"].get<std::string>());
+  const int code = watch_ids(ctx, ids, interval);
+  auto done = ctx.api.get("/v1/sweeps/" + (*created)["id"].get<std::string>());
+  if (done.is_ok() && (*done)["best"].is_object() && !ctx.json) {
+    ctx.out << "best: " << (*done)["best"]["job"].get<std::string>() << " " << (*done)["best"]["hyperparameters"].dump()
+            << " " << (*done)["best"]["metrics"].dump() << "\n";
+  }
+  // Variants stopped by successive halving end cancelled by design: the sweep's result counts.
+  return done.is_ok() && (*done)["best"].is_object() ? kExitOk : code;
 }
 
 }  // namespace bitfleet::cli

@@ -1,5 +1,6 @@
 #include "common/job_spec.h"
 
+#include <algorithm>
 #include <array>
 
 #include "common/json_fields.h"
@@ -76,6 +77,9 @@ Hyperparameters parse_hyperparameters(const nlohmann::json& v, const std::string
   h.bias_terms = parse_bias_terms(f);
   h.max_grad_norm = f.number("max_grad_norm", {.min = 0, .max = 1e6}, h.max_grad_norm);
   h.max_steps = f.integer("max_steps", 0, 1'000'000'000, h.max_steps);
+  h.eval_every_steps = f.integer("eval_every_steps", 0, 1'000'000'000, h.eval_every_steps);
+  h.metric_for_best = f.string("metric_for_best", "", 64, true);  // "": the task's default
+  h.early_stopping_patience = static_cast<int>(f.integer("early_stopping_patience", 0, 1000, 0));
   error = f.finish();
   return h;
 }
@@ -159,6 +163,48 @@ std::string bias_terms_name(BiasKindSet kinds) {
   return out;
 }
 
+const std::vector<std::string>& task_metric_names(TaskType type) {
+  static const std::vector<std::string> classification = {"accuracy", "f1", "mcc"};
+  static const std::vector<std::string> regression = {"pearson", "spearman", "mse"};
+  static const std::vector<std::string> token = {"accuracy"};
+  switch (type) {
+    case TaskType::kClassification:
+      return classification;
+    case TaskType::kRegression:
+      return regression;
+    case TaskType::kTokenClassification:
+      return token;
+  }
+  return token;
+}
+
+std::string default_metric_for_best(TaskType type) {
+  return type == TaskType::kRegression ? "pearson" : "accuracy";
+}
+
+bool metric_minimised(std::string_view metric) { return metric == "mse"; }
+
+namespace {
+
+// The evaluation hyperparameters against the task and the files: metric_for_best defaults to
+// the task's and must be one it reports; early stopping needs something to evaluate on.
+void check_evaluation(JobRequest& r, JsonFields& f) {
+  Hyperparameters& h = r.hyperparameters;
+  const std::string field = "hyperparameters.metric_for_best";
+  if (h.metric_for_best.empty()) h.metric_for_best = default_metric_for_best(r.task.type);
+  const auto& names = task_metric_names(r.task.type);
+  if (std::find(names.begin(), names.end(), h.metric_for_best) == names.end()) {
+    std::string known;
+    for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
+    f.fail(field, "must be a metric " + std::string(task_type_name(r.task.type)) + " reports (" + known + "), got \"" +
+                      h.metric_for_best + "\"");
+  } else if (h.early_stopping_patience > 0 && r.validation_file.empty()) {
+    f.fail("hyperparameters.early_stopping_patience", "needs a validation_file to evaluate on");
+  }
+}
+
+}  // namespace
+
 bool is_resource_id(std::string_view id, std::string_view prefix) {
   if (id.size() != prefix.size() + 24 || id.substr(0, prefix.size()) != prefix) return false;
   for (char c : id.substr(prefix.size())) {
@@ -185,6 +231,7 @@ Result<JobRequest> parse_job_request(const nlohmann::json& body, FileRefs refs,
   };
   r.train_file = file_ref("train_file", true);
   r.validation_file = file_ref("validation_file", false);
+  r.test_file = file_ref("test_file", false);
 
   Status nested;
   const nlohmann::json& task = f.raw("task");
@@ -198,6 +245,7 @@ Result<JobRequest> parse_job_request(const nlohmann::json& body, FileRefs refs,
     r.hyperparameters = parse_hyperparameters(hyper, f.path_of("hyperparameters"), nested);
     BITFLEET_RETURN_IF_ERROR(nested);
   }
+  if (f.ok()) check_evaluation(r, f);
   r.priority = static_cast<int>(f.integer("priority", -1000, 1000, 0));
   const nlohmann::json& metadata = f.raw("metadata");
   if (!metadata.is_null()) {
@@ -241,7 +289,10 @@ nlohmann::json to_json(const Hyperparameters& h) {
           {"seed", h.seed},
           {"bias_terms", bias},
           {"max_grad_norm", h.max_grad_norm},
-          {"max_steps", h.max_steps}};
+          {"max_steps", h.max_steps},
+          {"eval_every_steps", h.eval_every_steps},
+          {"metric_for_best", h.metric_for_best},
+          {"early_stopping_patience", h.early_stopping_patience}};
 }
 
 nlohmann::json to_json(const JobRequest& r) {
@@ -252,6 +303,7 @@ nlohmann::json to_json(const JobRequest& r) {
                       {"priority", r.priority},
                       {"metadata", r.metadata}};
   j["validation_file"] = r.validation_file.empty() ? nlohmann::json() : nlohmann::json(r.validation_file);
+  j["test_file"] = r.test_file.empty() ? nlohmann::json() : nlohmann::json(r.test_file);
   return j;
 }
 

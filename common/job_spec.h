@@ -1,6 +1,6 @@
 // The job request: what a user asks bitfleet to train, as ARCHITECTURE.md specifies it.
 //
-//   {"backbone": "minilm-l6", "train_file": "file-…", "validation_file": "file-…",
+//   {"backbone": "minilm-l6", "train_file": "file-…", "validation_file": "file-…", "test_file": "file-…",
 //    "task": {"type": "classification", "text_fields": [...], "label_field": "label",
 //             "labels": [...]},
 //    "hyperparameters": {"epochs": 3, "batch_size": 16, ...}, "priority": 0, "metadata": {}}
@@ -11,6 +11,7 @@
 // re-derives defaults. Thread-safety: values.
 #pragma once
 
+#include <array>
 #include <bitset>
 #include <cstdint>
 #include <optional>
@@ -67,6 +68,12 @@ struct TaskSpec {
   }
 };
 
+// The validation metrics a task's evaluations report (worker/engine/metrics.h computes them), its
+// default metric for choosing the best evaluation, and whether lower is better.
+const std::vector<std::string>& task_metric_names(TaskType type);
+std::string default_metric_for_best(TaskType type);
+bool metric_minimised(std::string_view metric);  // mse
+
 struct Hyperparameters {
   int epochs = 3;
   int batch_size = 16;
@@ -78,19 +85,29 @@ struct Hyperparameters {
   BiasKindSet bias_terms = all_bias_kinds();
   double max_grad_norm = 1.0;  // 0 disables clipping
   int64_t max_steps = 0;       // 0: epochs decide
+  // Evaluation during training (with a validation file): every N optimizer steps, 0 = at the end
+  // of each epoch; always at the last step. The best evaluation by metric_for_best (default: the
+  // task's, default_metric_for_best) is the job's result.
+  int64_t eval_every_steps = 0;
+  std::string metric_for_best;
+  int early_stopping_patience = 0;  // evaluations without improvement before the job stops; 0: off
 };
 
 struct JobRequest {
   std::string backbone;
   std::string train_file;
   std::string validation_file;  // empty: none
+  std::string test_file;        // empty: none; evaluated once, with the chosen (best) parameters
   TaskSpec task;
   Hyperparameters hyperparameters;
   int priority = 0;
   nlohmann::json metadata = nlohmann::json::object();
 };
 
-// How train_file/validation_file are read: coordinator file ids ("file-…") or local paths
+// The request's file fields, in order.
+inline constexpr std::array<const char*, 3> kFileFields = {"train_file", "validation_file", "test_file"};
+
+// How train_file/validation_file/test_file are read: coordinator file ids ("file-…") or local paths
 // (bitfleet-train specs).
 enum class FileRefs { kFileIds, kLocalPaths };
 

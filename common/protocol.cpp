@@ -1,6 +1,7 @@
 #include "common/protocol.h"
 
 #include <limits>
+#include <tuple>
 
 #include "common/job_spec.h"
 #include "common/json_fields.h"
@@ -49,9 +50,15 @@ json with_fence(const Fence& fence, json body) {
   return body;
 }
 
-// Each element of `list` as an object at "key[i]", read by `item`, then checked for unknown fields.
+// The list at `key` (absent or null: empty, unless required; at most `max` elements), each element
+// an object at "key[i]" read by `item`, then checked for unknown fields.
 template <typename F>
-Status each_object(const json& list, std::string_view key, F&& item) {
+Status each_object(JsonFields& f, std::string_view key, bool required, size_t max, F&& item) {
+  const json& list = f.raw(key);
+  if (f.ok() && (required || !list.is_null()) && (!list.is_array() || list.size() > max)) {
+    f.fail(key, "must be a list of at most " + std::to_string(max) + " objects");
+  }
+  if (!f.ok() || !list.is_array()) return Status::ok();  // f.finish() reports it
   for (size_t i = 0; i < list.size(); ++i) {
     JsonFields e(list[i], std::string(key) + "[" + std::to_string(i) + "]");
     item(e);
@@ -92,7 +99,13 @@ json to_json(const EventsReport& r) {
 }
 
 json to_json(const CompleteReport& r) {
-  return with_fence(r.fence, {{"metrics", r.metrics}, {"train_loss", optional_number(r.train_loss)}, {"steps", r.steps}});
+  return with_fence(r.fence, {{"metrics", r.metrics},
+                              {"train_loss", optional_number(r.train_loss)},
+                              {"steps", r.steps},
+                              {"final_metrics", r.final_metrics},
+                              {"test_metrics", r.test_metrics},
+                              {"best_step", r.best_step ? json(*r.best_step) : json()},
+                              {"stopped_early", r.stopped_early}});
 }
 
 json to_json(const FailReport& r) { return with_fence(r.fence, {{"reason", r.reason}}); }
@@ -126,14 +139,10 @@ Result<Heartbeat> parse_heartbeat(const json& body) {
   JsonFields f(body, "");
   Heartbeat h;
   h.free_slots = f.integer("free_slots", 0, 4096);
-  const json& list = f.raw("jobs");
-  if (f.ok() && !list.is_null() && !list.is_array()) f.fail("jobs", "must be a list");
-  if (f.ok() && list.is_array()) {
-    BITFLEET_RETURN_IF_ERROR(each_object(list, "jobs", [&](JsonFields& j) {
-      h.jobs.push_back({j.string("id", std::nullopt, kIdLength), j.integer("attempt", 1, kMaxInt),
-                        j.integer("step", 0, kMaxInt, 0), j.integer("total_steps", 0, kMaxInt, 0), optional_loss(j)});
-    }));
-  }
+  BITFLEET_RETURN_IF_ERROR(each_object(f, "jobs", false, 4096, [&](JsonFields& j) {
+    h.jobs.push_back({j.string("id", std::nullopt, kIdLength), j.integer("attempt", 1, kMaxInt),
+                      j.integer("step", 0, kMaxInt, 0), j.integer("total_steps", 0, kMaxInt, 0), optional_loss(j)});
+  }));
   BITFLEET_RETURN_IF_ERROR(f.finish());
   return h;
 }
@@ -142,17 +151,15 @@ Result<EventsReport> parse_events_report(const json& body) {
   JsonFields f(body, "");
   EventsReport r;
   r.fence = fence_of(f);
-  const json& list = f.raw("events");
-  if (f.ok() && (!list.is_array() || list.size() > 1000)) f.fail("events", "must be a list of at most 1000 events");
-  if (f.ok()) {
-    BITFLEET_RETURN_IF_ERROR(each_object(list, "events", [&](JsonFields& e) {
-      std::string type = e.string("type", std::nullopt, 32);
-      const json& data = e.raw("data");
-      if (e.ok() && type != "train_loss" && type != "eval" && type != "log") e.fail("type", "must be train_loss, eval or log");
-      if (e.ok() && !data.is_object()) e.fail("data", "must be an object");
-      r.events.push_back({std::move(type), data});
-    }));
-  }
+  BITFLEET_RETURN_IF_ERROR(each_object(f, "events", true, 1000, [&](JsonFields& e) {
+    std::string type = e.string("type", std::nullopt, 32);
+    const json& data = e.raw("data");
+    if (e.ok() && type != "train_loss" && type != "evaluation" && type != "eval" && type != "log") {
+      e.fail("type", "must be train_loss, evaluation, eval or log");
+    }
+    if (e.ok() && !data.is_object()) e.fail("data", "must be an object");
+    r.events.push_back({std::move(type), data});
+  }));
   BITFLEET_RETURN_IF_ERROR(f.finish());
   return r;
 }
@@ -164,7 +171,13 @@ Result<CompleteReport> parse_complete_report(const json& body) {
   const json& metrics = f.raw("metrics");
   r.train_loss = optional_loss(f);
   r.steps = f.integer("steps", 0, kMaxInt);
-  if (f.ok() && !metrics.is_null() && !metrics.is_object()) f.fail("metrics", "must be an object");
+  for (const char* key : {"metrics", "final_metrics", "test_metrics"}) {
+    if (f.ok() && !f.raw(key).is_null() && !f.raw(key).is_object()) f.fail(key, "must be an object");
+  }
+  if (!f.raw("best_step").is_null()) r.best_step = f.integer("best_step", 0, kMaxInt);
+  r.stopped_early = f.boolean("stopped_early", false);
+  r.final_metrics = f.raw("final_metrics");
+  r.test_metrics = f.raw("test_metrics");
   BITFLEET_RETURN_IF_ERROR(f.finish());
   if (metrics.is_object()) r.metrics = metrics;
   return r;
@@ -196,6 +209,7 @@ json to_json(const LeasedJob& j) {
           {"request", j.request},
           {"train_file", to_json(j.train_file)},
           {"validation_file", j.validation_file ? to_json(*j.validation_file) : json()},
+          {"test_file", j.test_file ? to_json(*j.test_file) : json()},
           {"checkpoint", j.checkpoint_step ? json({{"step", *j.checkpoint_step}}) : json()}};
 }
 
@@ -228,13 +242,16 @@ Result<LeasedJob> leased_job_from_json(const json& v, const std::string& path) {
   if (f.ok() && !request.is_object()) f.fail("request", "must be an object, got " + common::json_type_name(request));
   const json& train = f.raw("train_file");
   const json& validation = f.raw("validation_file");
+  const json& test = f.raw("test_file");
   const json& checkpoint = f.raw("checkpoint");
   BITFLEET_RETURN_IF_ERROR(fields_status(f));
   out.request = request;
   BITFLEET_ASSIGN_OR_RETURN(out.train_file, file_ref_from_json(train, f.path_of("train_file")));
-  if (!validation.is_null()) {
-    BITFLEET_ASSIGN_OR_RETURN(FileRef ref, file_ref_from_json(validation, f.path_of("validation_file")));
-    out.validation_file = std::move(ref);
+  for (auto [key, value, ref] : {std::tuple{"validation_file", &validation, &out.validation_file},
+                                 std::tuple{"test_file", &test, &out.test_file}}) {
+    if (value->is_null()) continue;
+    BITFLEET_ASSIGN_OR_RETURN(FileRef read, file_ref_from_json(*value, f.path_of(key)));
+    *ref = std::move(read);
   }
   if (!checkpoint.is_null()) {
     JsonFields c(checkpoint, f.path_of("checkpoint"));

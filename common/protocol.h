@@ -36,6 +36,7 @@ struct LeasedJob {
   nlohmann::json request;   // the job request, canonical (common::to_json(JobRequest)); an object
   FileRef train_file;
   std::optional<FileRef> validation_file;
+  std::optional<FileRef> test_file;
   std::optional<int64_t> checkpoint_step;  // resume from the coordinator's checkpoint
 };
 
@@ -94,9 +95,13 @@ struct EventsReport {  // POST /internal/v1/jobs/{id}/events
 
 struct CompleteReport {  // POST /internal/v1/jobs/{id}/complete
   Fence fence;
-  nlohmann::json metrics = nlohmann::json::object();
+  nlohmann::json metrics = nlohmann::json::object();  // the result's: the best evaluation's, else the final
   std::optional<double> train_loss;
   int64_t steps = 0;
+  nlohmann::json final_metrics;  // the last evaluation's; null without a validation set
+  nlohmann::json test_metrics;   // with the result's parameters; null without a test set
+  std::optional<int64_t> best_step;
+  bool stopped_early = false;
 };
 
 struct FailReport {  // POST /internal/v1/jobs/{id}/fail

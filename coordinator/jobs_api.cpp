@@ -52,6 +52,7 @@ Result<common::JobRequest> Service::validate_job(const nlohmann::json& body, con
   };
   BITFLEET_RETURN_IF_ERROR(check_file(request.train_file, "train_file"));
   if (!request.validation_file.empty()) BITFLEET_RETURN_IF_ERROR(check_file(request.validation_file, "validation_file"));
+  if (!request.test_file.empty()) BITFLEET_RETURN_IF_ERROR(check_file(request.test_file, "test_file"));
   return request;
 }
 
@@ -175,10 +176,14 @@ Response Service::job_artifact(Request& r, const Caller& c) {
   if ((*job)->status != kSucceeded || (*job)->artifact_blob.empty()) {
     return problem(409, "", "job " + (*job)->id + " has no artifact: it is " + (*job)->status, "id", r.path);
   }
+  return artifact_response(**job);
+}
+
+Response Service::artifact_response(const JobRecord& job) {
   Response response;
   response.content_type = "application/octet-stream";
-  response.file = blobs_.path((*job)->artifact_blob);
-  response.headers["Content-Disposition"] = "attachment; filename=\"" + (*job)->id + ".safetensors\"";
+  response.file = blobs_.path(job.artifact_blob);
+  response.headers["Content-Disposition"] = "attachment; filename=\"" + job.id + ".safetensors\"";
   return response;
 }
 

@@ -2,7 +2,7 @@
 //                      [--max-expiries N] [--io-threads N] [--handler-threads N] [--max-upload-mb N]
 //                      [--max-connections N] [--header-timeout-seconds N]
 //                      [--max-queued-jobs-per-tenant N] [--max-stored-mb-per-tenant N]
-//                      [--rate-limit-per-second N] [--rate-limit-burst N]
+//                      [--rate-limit-per-second N] [--rate-limit-burst N] [--max-sweep-variants N]
 // Parses flags, wires the service to the HTTP server, and serves until SIGTERM/SIGINT, then stops
 // gracefully: no new connections, requests in flight finish.
 #include <sys/resource.h>
@@ -69,6 +69,7 @@ Result<Config> parse_flags(int argc, char** argv) {
   options.rate_limit_per_second = static_cast<double>(flags.integer("rate-limit-per-second", 0, 1 << 20, 0));
   options.rate_limit_burst = static_cast<double>(flags.integer("rate-limit-burst", 0, 1 << 20, 0));
   server.header_timeout = std::chrono::seconds(flags.integer("header-timeout-seconds", 1, 3600, 30));
+  options.max_sweep_variants = flags.integer("max-sweep-variants", 1, 10'000, options.max_sweep_variants);
   BITFLEET_RETURN_IF_ERROR(flags.finish());
   auto colon = listen.rfind(':');
   uint16_t port = 0;

@@ -20,7 +20,11 @@ CoordinatorMetrics::CoordinatorMetrics()
       request_seconds_(prometheus::BuildHistogram().Name("bitfleet_http_request_duration_seconds")
                            .Help("Time from a request's header to its response written").Register(*registry_)),
       submissions_(prometheus::BuildCounter().Name("bitfleet_job_submissions_total")
-                       .Help("Jobs created through POST /v1/jobs and /v1/jobs/batch").Register(*registry_).Add({})),
+                       .Help("Jobs created through POST /v1/jobs, /v1/jobs/batch and /v1/sweeps").Register(*registry_).Add({})),
+      sweeps_(prometheus::BuildCounter().Name("bitfleet_sweeps_created_total")
+                  .Help("Sweeps created through POST /v1/sweeps").Register(*registry_).Add({})),
+      variants_stopped_(prometheus::BuildCounter().Name("bitfleet_sweep_variants_stopped_total")
+                            .Help("Sweep variants stopped before their end, by reason").Register(*registry_)),
       finished_(prometheus::BuildCounter().Name("bitfleet_jobs_finished_total")
                     .Help("Jobs that reached a final status, by status").Register(*registry_)),
       job_seconds_(prometheus::BuildHistogram().Name("bitfleet_job_duration_seconds")
@@ -50,6 +54,7 @@ CoordinatorMetrics::CoordinatorMetrics()
     jobs_.Add({{"status", s}});
     if (std::string(s) != "queued" && std::string(s) != "running") finished_.Add({{"status", s}});
   }
+  variants_stopped_.Add({{"reason", "successive_halving"}});
 }
 
 void CoordinatorMetrics::observe_request(const std::string& route, const std::string& method, int status,
@@ -60,6 +65,15 @@ void CoordinatorMetrics::observe_request(const std::string& route, const std::st
 }
 
 void CoordinatorMetrics::jobs_submitted(int64_t n) { submissions_.Increment(static_cast<double>(n)); }
+
+void CoordinatorMetrics::sweep_created(int64_t variants) {
+  sweeps_.Increment();
+  jobs_submitted(variants);
+}
+
+void CoordinatorMetrics::variants_stopped(const std::string& reason, int64_t n) {
+  variants_stopped_.Add({{"reason", reason}}).Increment(static_cast<double>(n));
+}
 
 void CoordinatorMetrics::job_finished(const std::string& status, std::optional<double> seconds_running) {
   finished_.Add({{"status", status}}).Increment();

@@ -35,6 +35,9 @@ class CoordinatorMetrics {
 
   void observe_request(const std::string& route, const std::string& method, int status, double seconds);
   void jobs_submitted(int64_t n);
+  void sweep_created(int64_t variants);
+  // Variants a sweep stopped before their end ("successive_halving").
+  void variants_stopped(const std::string& reason, int64_t n);
   // A job reached a final state: counted by status, and its running time observed when it ran.
   void job_finished(const std::string& status, std::optional<double> seconds_running);
   void job_finished(const JobRecord& job);  // the running time from started_at to finished_at
@@ -53,6 +56,8 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& request_seconds_;
   prometheus::Counter& submissions_;
+  prometheus::Counter& sweeps_;
+  prometheus::Family<prometheus::Counter>& variants_stopped_;
   prometheus::Family<prometheus::Counter>& finished_;
   prometheus::Histogram& job_seconds_;
   prometheus::Histogram& queue_wait_seconds_;

@@ -1,5 +1,8 @@
 #include "coordinator/resources.h"
 
+#include <optional>
+#include <string>
+
 namespace bitfleet::coordinator {
 namespace {
 
@@ -20,6 +23,7 @@ nlohmann::json job_json(const JobRecord& j) {
                         {"backbone", request["backbone"]},
                         {"train_file", request["train_file"]},
                         {"validation_file", request["validation_file"]},
+                        {"test_file", request["test_file"]},
                         {"task", request["task"]},
                         {"hyperparameters", request["hyperparameters"]},
                         {"priority", request["priority"]},
@@ -28,6 +32,11 @@ nlohmann::json job_json(const JobRecord& j) {
                         {"progress", {{"step", j.step}, {"total_steps", j.total_steps ? nlohmann::json(*j.total_steps) : nlohmann::json()}}},
                         {"train_loss", j.train_loss ? nlohmann::json(*j.train_loss) : nlohmann::json()},
                         {"metrics", j.metrics.is_null() ? nlohmann::json() : j.metrics},
+                        {"evaluations", j.evaluations},
+                        {"best", j.best},
+                        {"final_metrics", j.outcome.is_object() ? j.outcome.value("final_metrics", nlohmann::json()) : nlohmann::json()},
+                        {"test_metrics", j.outcome.is_object() ? j.outcome.value("test_metrics", nlohmann::json()) : nlohmann::json()},
+                        {"stopped_early", j.outcome.is_object() && j.outcome.value("stopped_early", false)},
                         {"error", j.error.empty() ? nlohmann::json() : nlohmann::json({{"message", j.error}})},
                         {"worker_group", j.status == kRunning && !j.worker_id.empty() ? nlohmann::json(j.worker_id) : nlohmann::json()}};
   out["artifact"] = j.status == kSucceeded && !j.artifact_blob.empty()
@@ -61,6 +70,83 @@ nlohmann::json worker_json(const WorkerRecord& w, int64_t now, int64_t lost_afte
           {"registered_at", w.registered_at / 1000},
           {"last_heartbeat_at", w.last_heartbeat_at / 1000},
           {"status", now - w.last_heartbeat_at > lost_after_ms ? "lost" : "active"}};
+}
+
+namespace {
+
+// The variant's values of the sweep's grid keys, from its (canonical) hyperparameters.
+nlohmann::json grid_point(const nlohmann::json& grid, const JobRecord& v) {
+  const nlohmann::json hyper = common::to_json(v.request.hyperparameters);
+  nlohmann::json point = nlohmann::json::object();
+  for (const auto& [key, values] : grid.items()) point[key] = hyper.value(key, nlohmann::json());
+  return point;
+}
+
+std::optional<double> objective_value(const nlohmann::json& objective, const JobRecord& v) {
+  const std::string metric = objective.value("metric", "");
+  if (v.status != kSucceeded || !v.metrics.is_object() || !v.metrics.contains(metric) || !v.metrics[metric].is_number()) {
+    return std::nullopt;
+  }
+  return v.metrics[metric].get<double>();
+}
+
+std::string sweep_status(const SweepRecord& sweep, const std::vector<JobRecord>& variants) {
+  if (sweep.cancelled) return kCancelled;
+  bool any_running = false, any_queued = false, any_succeeded = false;
+  for (const auto& v : variants) {
+    any_running |= v.status == kRunning;
+    any_queued |= v.status == kQueued;
+    any_succeeded |= v.status == kSucceeded;
+  }
+  if (any_running || (any_queued && any_succeeded)) return kRunning;
+  if (any_queued) return kQueued;
+  return any_succeeded ? kSucceeded : kFailed;
+}
+
+}  // namespace
+
+const JobRecord* best_variant(const SweepRecord& sweep, const std::vector<JobRecord>& variants) {
+  const nlohmann::json& objective = sweep.spec["objective"];
+  const bool minimise = objective.value("mode", "max") == "min";
+  const JobRecord* best = nullptr;
+  std::optional<double> best_value;
+  for (const auto& v : variants) {
+    auto value = objective_value(objective, v);
+    if (value && (!best_value || (minimise ? *value < *best_value : *value > *best_value))) {
+      best = &v;
+      best_value = value;
+    }
+  }
+  return best;
+}
+
+nlohmann::json sweep_json(const SweepRecord& sweep, const std::vector<JobRecord>& variants) {
+  const nlohmann::json& spec = sweep.spec;
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& v : variants) {
+    list.push_back({{"job", v.id},
+                    {"hyperparameters", grid_point(spec["grid"], v)},
+                    {"status", v.status},
+                    {"best", v.best},
+                    {"metrics", v.metrics.is_null() ? nlohmann::json() : v.metrics},
+                    {"error", v.error.empty() ? nlohmann::json() : nlohmann::json({{"message", v.error}})}});
+  }
+  nlohmann::json best;
+  if (const JobRecord* b = best_variant(sweep, variants)) {
+    best = {{"job", b->id}, {"hyperparameters", grid_point(spec["grid"], *b)}, {"metrics", b->metrics}};
+  }
+  return {{"id", sweep.id},
+          {"object", "sweep"},
+          {"status", sweep_status(sweep, variants)},
+          {"created_at", sweep.created_at / 1000},
+          {"base", spec["base"]},
+          {"grid", spec["grid"]},
+          {"objective", spec["objective"]},
+          {"strategy", spec["strategy"]},
+          {"eta", spec["eta"]},
+          {"variants", list},
+          {"best", best},
+          {"rungs", sweep.rungs}};
 }
 
 }  // namespace bitfleet::coordinator

@@ -1,4 +1,4 @@
-// The API's JSON views of stored records: the job, file, event and worker-group objects that
+// The API's JSON views of stored records: the job, file, event, worker-group and sweep objects that
 // docs/openapi.json describes. Times are unix seconds.
 #pragma once
 
@@ -13,5 +13,10 @@ nlohmann::json file_json(const FileRecord& file);
 nlohmann::json event_json(const EventRecord& event);
 // `lost_after_ms`: a group silent this long is "lost".
 nlohmann::json worker_json(const WorkerRecord& worker, int64_t now, int64_t lost_after_ms);
+// The sweep object: its spec, status (from its variants'), each variant's grid point, status and
+// best, and the best succeeded variant by the objective.
+nlohmann::json sweep_json(const SweepRecord& sweep, const std::vector<JobRecord>& variants);
+// The succeeded variant with the best objective value (ties: the earliest); null when none.
+const JobRecord* best_variant(const SweepRecord& sweep, const std::vector<JobRecord>& variants);
 
 }  // namespace bitfleet::coordinator

@@ -63,6 +63,11 @@ void Service::add_routes() {
   public_.add("POST", "/v1/jobs/{id}/cancel", user(&Service::cancel_job));
   public_.add("GET", "/v1/jobs/{id}/events", user(&Service::job_events));
   public_.add("GET", "/v1/jobs/{id}/artifact", user(&Service::job_artifact));
+  public_.add("POST", "/v1/sweeps", user(&Service::create_sweep));
+  public_.add("GET", "/v1/sweeps", user(&Service::list_sweeps));
+  public_.add("GET", "/v1/sweeps/{id}", user(&Service::get_sweep));
+  public_.add("POST", "/v1/sweeps/{id}/cancel", user(&Service::cancel_sweep));
+  public_.add("GET", "/v1/sweeps/{id}/artifact", user(&Service::sweep_artifact));
   public_.add("GET", "/v1/workers", user(&Service::list_workers));
 
   auto worker = [this](Response (Service::*h)(Request&)) { return [this, h](Request& r) { return (this->*h)(r); }; };

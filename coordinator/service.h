@@ -34,6 +34,7 @@ struct ServiceOptions {
   int64_t lease_ms = 60'000;       // a lease not renewed for this long expires
   int64_t max_expiries = 3;        // expiries after which a job fails instead of requeueing
   int64_t max_batch_jobs = 1000;
+  int64_t max_sweep_variants = 64;
   int64_t idempotency_ttl_ms = 24 * 3600 * 1000;  // an Idempotency-Key is honoured this long
   int64_t max_queued_jobs_per_tenant = StoreOptions{}.max_queued_jobs_per_tenant;    // 0: none
   int64_t max_stored_bytes_per_tenant = StoreOptions{}.max_stored_bytes_per_tenant;  // 0: none
@@ -88,6 +89,20 @@ class Service {
   Result<std::optional<JobRecord>> visible_job(const std::string& id, const Caller& c);
   // A job creation the store refused: 429 past the tenant's queued-jobs limit, else as usual.
   Response created_jobs_problem(const Status& s, const std::string& path, const Caller& c);
+
+  Response artifact_response(const JobRecord& job);
+
+  // Sweeps (sweeps_api.cpp).
+  Response create_sweep(Request& r, const Caller& c);
+  Response list_sweeps(Request& r, const Caller& c);
+  Response get_sweep(Request& r, const Caller& c);
+  Response cancel_sweep(Request& r, const Caller& c);
+  Response sweep_artifact(Request& r, const Caller& c);
+  Result<std::optional<SweepRecord>> visible_sweep(const std::string& id, const Caller& c);
+  // Successive halving after a variant of `sweep_id` reported an evaluation or finished.
+  void halve(const std::string& sweep_id);
+  static bool next_rungs(const nlohmann::json& spec, const std::vector<JobRecord>& variants, nlohmann::json& rungs,
+                         std::vector<std::pair<std::string, std::string>>& stop);
 
   // Worker groups (workers_api.cpp): GET /v1/workers, and the worker API.
   Response list_workers(Request& r, const Caller& c);

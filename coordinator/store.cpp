@@ -66,6 +66,24 @@ CREATE INDEX idempotency_by_age ON idempotency(created_at);
 )sql",
     // 4: leases go by fair share across tenants, then priority, then age (next_in_fair_share).
     "CREATE INDEX jobs_fair_queue ON jobs(status, backbone, tenant, priority DESC, seq);",
+    // 5: evaluation during training (the history, the best so far), the job's outcome, a test file.
+    R"sql(
+ALTER TABLE jobs ADD COLUMN test_file TEXT;
+CREATE INDEX jobs_by_test_file ON jobs(test_file);
+ALTER TABLE jobs ADD COLUMN evaluations TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE jobs ADD COLUMN best TEXT;
+ALTER TABLE jobs ADD COLUMN outcome TEXT;
+)sql",
+    // 6: sweeps; their variants are jobs that name them.
+    R"sql(
+CREATE TABLE sweeps (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE, tenant TEXT NOT NULL, spec TEXT NOT NULL, cancelled INTEGER NOT NULL DEFAULT 0,
+  rungs TEXT NOT NULL DEFAULT '[]', created_at INTEGER NOT NULL);
+CREATE INDEX sweeps_by_tenant ON sweeps(tenant, seq);
+ALTER TABLE jobs ADD COLUMN sweep_id TEXT;
+CREATE INDEX jobs_by_sweep ON jobs(sweep_id, seq);
+)sql",
 };
 
 }  // namespace
@@ -250,7 +268,8 @@ Status Store::delete_file(const std::string& id) {
   Transaction tx(*db_);
   BITFLEET_RETURN_IF_ERROR(tx.begin());
   BITFLEET_ASSIGN_OR_RETURN(Statement * used, db_->prepare(
-      "SELECT id FROM jobs WHERE (train_file = ?1 OR validation_file = ?1) AND status IN ('queued', 'running') LIMIT 1"));
+      "SELECT id FROM jobs WHERE (train_file = ?1 OR validation_file = ?1 OR test_file = ?1) "
+      "AND status IN ('queued', 'running') LIMIT 1"));
   used->bind(1, id);
   BITFLEET_ASSIGN_OR_RETURN(bool in_use, used->step());
   if (in_use) {
@@ -260,6 +279,45 @@ Status Store::delete_file(const std::string& id) {
   BITFLEET_RETURN_IF_ERROR(s->bind(1, id).run());
   if (db_->changes() == 0) return not_found("no file " + id);
   return tx.commit();
+}
+
+Status Store::insert_jobs(const std::string& tenant, std::vector<JobRecord>& jobs) {
+  if (options_.max_queued_jobs_per_tenant > 0) {
+    BITFLEET_ASSIGN_OR_RETURN(Statement * q, db_->prepare(
+        "SELECT COUNT(*) FROM jobs WHERE tenant = ?1 AND status = 'queued'"));
+    q->bind(1, tenant);
+    BITFLEET_ASSIGN_OR_RETURN(bool row, q->step());
+    const int64_t queued = row ? q->integer(0) : 0;
+    q->reset();
+    if (queued + static_cast<int64_t>(jobs.size()) > options_.max_queued_jobs_per_tenant) {
+      return Status(StatusCode::kResourceExhausted,
+                    "tenant " + tenant + " has " + std::to_string(queued) + " queued jobs; " +
+                        std::to_string(jobs.size()) + " more would pass its limit of " +
+                        std::to_string(options_.max_queued_jobs_per_tenant) + ": wait for some to start",
+                    "jobs");
+    }
+  }
+  for (auto& job : jobs) {
+    BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
+        "INSERT INTO jobs(id, tenant, backbone, priority, request, train_file, validation_file, test_file, sweep_id, "
+        "status, created_at, queued_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9, ?10, 'queued', ?8, ?8)"));
+    s->bind(1, job.id).bind(2, tenant).bind(3, job.request.backbone).bind(4, int64_t{job.request.priority})
+        .bind(5, common::to_json(job.request).dump()).bind(6, job.request.train_file).bind(8, job.created_at);
+    for (auto [index, value] : {std::pair{7, &job.request.validation_file}, {9, &job.request.test_file}, {10, &job.sweep_id}}) {
+      if (value->empty()) {
+        s->bind_null(index);
+      } else {
+        s->bind(index, *value);
+      }
+    }
+    BITFLEET_RETURN_IF_ERROR(s->run());
+    job.seq = sqlite3_last_insert_rowid(db_->handle());
+    job.tenant = tenant;
+    job.status = kQueued;
+    job.queued_at = job.created_at;
+    BITFLEET_RETURN_IF_ERROR(append_event(job.seq, "status", {{"status", kQueued}}, job.created_at));
+  }
+  return Status::ok();
 }
 
 Result<CreatedJobs> Store::create_jobs(const std::string& tenant, const std::vector<JobRecord>& jobs,
@@ -279,42 +337,10 @@ Result<CreatedJobs> Store::create_jobs(const std::string& tenant, const std::vec
       return replay;
     }
   }
-  if (options_.max_queued_jobs_per_tenant > 0) {
-    BITFLEET_ASSIGN_OR_RETURN(Statement * q, db_->prepare(
-        "SELECT COUNT(*) FROM jobs WHERE tenant = ?1 AND status = 'queued'"));
-    q->bind(1, tenant);
-    BITFLEET_ASSIGN_OR_RETURN(bool row, q->step());
-    const int64_t queued = row ? q->integer(0) : 0;
-    q->reset();
-    if (queued + static_cast<int64_t>(jobs.size()) > options_.max_queued_jobs_per_tenant) {
-      return Status(StatusCode::kResourceExhausted,
-                    "tenant " + tenant + " has " + std::to_string(queued) + " queued jobs; " +
-                        std::to_string(jobs.size()) + " more would pass its limit of " +
-                        std::to_string(options_.max_queued_jobs_per_tenant) + ": wait for some to start",
-                    "jobs");
-    }
-  }
   CreatedJobs created{jobs, false};
+  BITFLEET_RETURN_IF_ERROR(insert_jobs(tenant, created.jobs));
   std::vector<std::string> ids;
-  for (auto& job : created.jobs) {
-    BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
-        "INSERT INTO jobs(id, tenant, backbone, priority, request, train_file, validation_file, status, "
-        "created_at, queued_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', ?8, ?8)"));
-    s->bind(1, job.id).bind(2, tenant).bind(3, job.request.backbone).bind(4, int64_t{job.request.priority})
-        .bind(5, common::to_json(job.request).dump()).bind(6, job.request.train_file).bind(8, job.created_at);
-    if (job.request.validation_file.empty()) {
-      s->bind_null(7);
-    } else {
-      s->bind(7, job.request.validation_file);
-    }
-    BITFLEET_RETURN_IF_ERROR(s->run());
-    job.seq = sqlite3_last_insert_rowid(db_->handle());
-    job.tenant = tenant;
-    job.status = kQueued;
-    job.queued_at = job.created_at;
-    ids.push_back(job.id);
-    BITFLEET_RETURN_IF_ERROR(append_event(job.seq, "status", {{"status", kQueued}}, job.created_at));
-  }
+  for (const auto& job : created.jobs) ids.push_back(job.id);
   if (key) BITFLEET_RETURN_IF_ERROR(save_idempotent(tenant, *key, ids, now));
   BITFLEET_RETURN_IF_ERROR(tx.commit());
   return created;

@@ -52,9 +52,29 @@ struct JobRecord {
   std::string worker_id, error;
   int64_t step = 0;
   std::optional<double> train_loss;
-  nlohmann::json metrics;  // null until the job reports them
+  nlohmann::json metrics;  // null until the job reports them: its result's (the best evaluation's)
+  nlohmann::json evaluations = nlohmann::json::array();  // [{step, epoch, metrics}], from "evaluation" events
+  nlohmann::json best;     // {step, epoch, metrics}: the best evaluation so far; null before one
+  nlohmann::json outcome;  // at completion: {final_metrics, test_metrics, best_step, stopped_early}
+  std::string sweep_id;    // "" unless a sweep's variant
   std::string checkpoint_blob, artifact_blob, artifact_sha256;
   int64_t checkpoint_step = 0, artifact_bytes = 0;
+};
+
+// A sweep: its spec (common::to_json(SweepSpec)); its variants are jobs with its id in sweep_id.
+struct SweepRecord {
+  int64_t seq = 0;
+  std::string id, tenant;
+  bool cancelled = false;
+  nlohmann::json spec;
+  nlohmann::json rungs = nlohmann::json::array();  // successive halving: [{rung, kept: [job], stopped: [job]}]
+  int64_t created_at = 0;
+};
+
+struct CreatedSweep {
+  SweepRecord sweep;
+  std::vector<JobRecord> variants;
+  bool replayed = false;
 };
 
 struct EventRecord {
@@ -103,6 +123,7 @@ struct LeasedJob {
   JobRecord job;
   FileRecord train_file;
   std::optional<FileRecord> validation_file;
+  std::optional<FileRecord> test_file;
 };
 
 struct JobReport {  // one running job in a heartbeat
@@ -148,6 +169,21 @@ class Store {
   // learns on its next heartbeat). Finished: FailedPrecondition.
   Result<JobRecord> cancel_job(const std::string& id, int64_t now);
   Result<Page<EventRecord>> list_events(const std::string& job_id, int64_t after, int64_t limit);
+
+  // Sweeps (store_sweeps.cpp). A sweep and its variants are created in one transaction, under
+  // the tenant's queued-jobs limit like any jobs.
+  Result<CreatedSweep> create_sweep(SweepRecord sweep, std::vector<JobRecord> variants,
+                                    const std::optional<IdempotencyKey>& key);
+  Result<std::optional<SweepRecord>> get_sweep(const std::string& id);
+  Result<Page<SweepRecord>> list_sweeps(const std::string& tenant, int64_t limit, const std::string& after);
+  Result<std::vector<JobRecord>> sweep_variants(const std::string& sweep_id);  // in creation order
+  // The sweep is marked cancelled and its unfinished variants are cancelled as cancel_job does.
+  Result<SweepRecord> cancel_sweep(const std::string& id, int64_t now);
+  // Successive halving's decisions: the sweep's rungs become `rungs` and the `stop` variants still
+  // queued or running are cancelled with their reasons — only if its rungs are still `expected`
+  // (else false: another request decided first, and the caller looks again).
+  Result<bool> update_rungs(const std::string& sweep_id, const nlohmann::json& expected, const nlohmann::json& rungs,
+                            const std::vector<std::pair<std::string, std::string>>& stop, int64_t now);
   Result<std::vector<std::pair<std::string, int64_t>>> job_counts();
   // Queued and running jobs per tenant: {tenant, status, count}.
   struct TenantCount {
@@ -186,6 +222,9 @@ class Store {
   Result<std::vector<LeaseOutcome>> expire_leases(int64_t now, int64_t max_expiries);
 
   // Reports under a lease; each fails with Conflict unless (job, worker, attempt) holds the lease.
+  // An "evaluation" event ({step, epoch, metrics, best}) also lands in the job's evaluations (one
+  // per step: a resumed attempt's replaces the earlier one's; the latest kMaxEvaluations) and best.
+  static constexpr size_t kMaxEvaluations = 1000;
   Status add_events(const std::string& job_id, const std::string& worker_id, int64_t attempt,
                     const std::vector<WorkerEvent>& events, int64_t now);
   // Returns the blob the new one replaces ("" if none), for the caller to delete.
@@ -195,7 +234,7 @@ class Store {
                                    const std::string& blob, int64_t bytes, const std::string& sha256);
   Result<JobRecord> complete_job(const std::string& job_id, const std::string& worker_id, int64_t attempt,
                                  const nlohmann::json& metrics, std::optional<double> train_loss, int64_t steps,
-                                 int64_t now);
+                                 const nlohmann::json& outcome, int64_t now);
   Result<JobRecord> fail_job(const std::string& job_id, const std::string& worker_id, int64_t attempt,
                              const std::string& reason, int64_t now);
   // The group gives the job back (it is shutting down): queued again, no expiry counted.
@@ -205,6 +244,15 @@ class Store {
   Store(std::unique_ptr<Database> db, StoreOptions options) : options_(options), db_(std::move(db)) {}
   Status migrate();
   Status append_event(int64_t job_seq, const std::string& type, const nlohmann::json& data, int64_t now);
+  Status record_evaluation(JobRecord& job, const nlohmann::json& data);
+  // Runs `body` on the job in one transaction if (job, worker, attempt) holds its lease (else
+  // Conflict); the caller holds mutex_.
+  Status under_lease(const std::string& job_id, const std::string& worker_id, int64_t attempt,
+                     const std::function<Status(JobRecord&)>& body);
+  // Inserts queued jobs (under the tenant's queued-jobs limit); sets their seq, status and times.
+  Status insert_jobs(const std::string& tenant, std::vector<JobRecord>& jobs);
+  Result<std::optional<SweepRecord>> load_sweep(const std::string& id);
+  Result<std::vector<JobRecord>> load_variants(const std::string& sweep_id);
   // The ids created under a live key, or nullopt; FailedPrecondition for a key used for another
   // request. A key past the TTL is deleted here, so it can be used afresh.
   Result<std::optional<std::vector<std::string>>> find_idempotent(const std::string& tenant, const IdempotencyKey& key,

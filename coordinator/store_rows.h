@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <tuple>
 
 #include "common/json_fields.h"
 #include "coordinator/sqlite.h"
@@ -41,7 +42,7 @@ inline Result<FileRecord> file_from_row(const Statement& s) {
 inline constexpr const char* kJobColumns =
     "seq, id, tenant, backbone, status, request, attempt, expiries, created_at, queued_at, started_at, "
     "finished_at, total_steps, worker_id, error, step, train_loss, metrics, checkpoint_blob, checkpoint_step, "
-    "artifact_blob, artifact_bytes, artifact_sha256";
+    "artifact_blob, artifact_bytes, artifact_sha256, evaluations, best, outcome, sweep_id";
 
 inline Result<JobRecord> job_from_row(const Statement& s) {
   JobRecord j;
@@ -73,7 +74,28 @@ inline Result<JobRecord> job_from_row(const Statement& s) {
   j.artifact_blob = s.text(20);
   j.artifact_bytes = s.integer(21);
   j.artifact_sha256 = s.text(22);
+  BITFLEET_ASSIGN_OR_RETURN(j.evaluations, json_column(s, 23, "job " + j.id + "'s evaluations"));
+  for (auto [column, out, what] : {std::tuple{24, &j.best, "best"}, std::tuple{25, &j.outcome, "outcome"}}) {
+    if (!s.is_null(column)) {
+      BITFLEET_ASSIGN_OR_RETURN(*out, json_column(s, column, "job " + j.id + "'s " + what));
+    }
+  }
+  j.sweep_id = s.text(26);
   return j;
+}
+
+inline constexpr const char* kSweepColumns = "seq, id, tenant, spec, cancelled, rungs, created_at";
+
+inline Result<SweepRecord> sweep_from_row(const Statement& s) {
+  SweepRecord w;
+  w.seq = s.integer(0);
+  w.id = s.text(1);
+  w.tenant = s.text(2);
+  BITFLEET_ASSIGN_OR_RETURN(w.spec, json_column(s, 3, "sweep " + w.id + "'s spec"));
+  w.cancelled = s.integer(4) != 0;
+  BITFLEET_ASSIGN_OR_RETURN(w.rungs, json_column(s, 5, "sweep " + w.id + "'s rungs"));
+  w.created_at = s.integer(6);
+  return w;
 }
 
 }  // namespace bitfleet::coordinator

@@ -165,7 +165,7 @@ Result<std::vector<LeasedJob>> Store::lease_jobs(const std::string& worker_id, i
     if (!job.started_at) job.started_at = now;
     job.status = kRunning;
     job.worker_id = worker_id;
-    LeasedJob leased{job, {}, std::nullopt};
+    LeasedJob leased{job, {}, std::nullopt, std::nullopt};
     auto existing_file = [&](const std::string& id) -> Result<FileRecord> {
       BITFLEET_ASSIGN_OR_RETURN(std::optional<FileRecord> f, load_file(id));
       if (!f) return data_loss("job " + job.id + " names file " + id + ", which is gone");
@@ -175,6 +175,10 @@ Result<std::vector<LeasedJob>> Store::lease_jobs(const std::string& worker_id, i
     if (!job.request.validation_file.empty()) {
       BITFLEET_ASSIGN_OR_RETURN(FileRecord v, existing_file(job.request.validation_file));
       leased.validation_file = std::move(v);
+    }
+    if (!job.request.test_file.empty()) {
+      BITFLEET_ASSIGN_OR_RETURN(FileRecord t, existing_file(job.request.test_file));
+      leased.test_file = std::move(t);
     }
     out.push_back(std::move(leased));
   }
@@ -275,64 +279,99 @@ Result<JobRecord> Store::leased_job(const std::string& job_id, const std::string
   return *job;
 }
 
-Status Store::add_events(const std::string& job_id, const std::string& worker_id, int64_t attempt,
-                         const std::vector<WorkerEvent>& events, int64_t now) {
-  std::lock_guard<std::mutex> lock(mutex_);
+Status Store::under_lease(const std::string& job_id, const std::string& worker_id, int64_t attempt,
+                          const std::function<Status(JobRecord&)>& body) {
   Transaction tx(*db_);
   BITFLEET_RETURN_IF_ERROR(tx.begin());
   BITFLEET_ASSIGN_OR_RETURN(JobRecord job, leased_job(job_id, worker_id, attempt));
-  for (const auto& e : events) BITFLEET_RETURN_IF_ERROR(append_event(job.seq, e.type, e.data, now));
+  BITFLEET_RETURN_IF_ERROR(body(job));
   return tx.commit();
+}
+
+Status Store::add_events(const std::string& job_id, const std::string& worker_id, int64_t attempt,
+                         const std::vector<WorkerEvent>& events, int64_t now) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return under_lease(job_id, worker_id, attempt, [&](JobRecord& job) -> Status {
+    for (const auto& e : events) {
+      BITFLEET_RETURN_IF_ERROR(append_event(job.seq, e.type, e.data, now));
+      if (e.type == "evaluation") BITFLEET_RETURN_IF_ERROR(record_evaluation(job, e.data));
+    }
+    return Status::ok();
+  });
+}
+
+Status Store::record_evaluation(JobRecord& job, const nlohmann::json& data) {
+  const bool ok = data.is_object() && data.contains("step") && data["step"].is_number_integer() &&
+                  data.contains("epoch") && data["epoch"].is_number_integer() && data.contains("metrics") &&
+                  data["metrics"].is_object() && (!data.contains("best") || data["best"].is_null() || data["best"].is_object());
+  if (!ok) {
+    return invalid_argument("an evaluation event's data must be {step, epoch, metrics: {...}, best: {...} | null}", "events");
+  }
+  const int64_t step = data["step"].get<int64_t>();
+  nlohmann::json kept = nlohmann::json::array();
+  for (const auto& e : job.evaluations) {
+    if (e.is_object() && e.value("step", int64_t{0}) < step) kept.push_back(e);
+  }
+  kept.push_back({{"step", step}, {"epoch", data["epoch"]}, {"metrics", data["metrics"]}});
+  if (kept.size() > kMaxEvaluations) kept.erase(kept.begin(), kept.begin() + static_cast<std::ptrdiff_t>(kept.size() - kMaxEvaluations));
+  job.evaluations = std::move(kept);
+  if (data.contains("best") && data["best"].is_object()) job.best = data["best"];
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare("UPDATE jobs SET evaluations = ?2, best = ?3 WHERE seq = ?1"));
+  s->bind(1, job.seq).bind(2, job.evaluations.dump());
+  if (job.best.is_null()) {
+    s->bind_null(3);
+  } else {
+    s->bind(3, job.best.dump());
+  }
+  return s->run();
 }
 
 Result<std::string> Store::set_checkpoint(const std::string& job_id, const std::string& worker_id, int64_t attempt,
                                           const std::string& blob, int64_t step, int64_t now) {
   std::lock_guard<std::mutex> lock(mutex_);
-  Transaction tx(*db_);
-  BITFLEET_RETURN_IF_ERROR(tx.begin());
-  BITFLEET_ASSIGN_OR_RETURN(JobRecord job, leased_job(job_id, worker_id, attempt));
-  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
-      "UPDATE jobs SET checkpoint_blob = ?2, checkpoint_step = ?3 WHERE seq = ?1"));
-  BITFLEET_RETURN_IF_ERROR(s->bind(1, job.seq).bind(2, blob).bind(3, step).run());
-  BITFLEET_RETURN_IF_ERROR(append_event(job.seq, "checkpoint", {{"step", step}, {"attempt", attempt}}, now));
-  BITFLEET_RETURN_IF_ERROR(tx.commit());
-  return job.checkpoint_blob;
+  std::string previous;
+  BITFLEET_RETURN_IF_ERROR(under_lease(job_id, worker_id, attempt, [&](JobRecord& job) -> Status {
+    BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
+        "UPDATE jobs SET checkpoint_blob = ?2, checkpoint_step = ?3 WHERE seq = ?1"));
+    BITFLEET_RETURN_IF_ERROR(s->bind(1, job.seq).bind(2, blob).bind(3, step).run());
+    previous = job.checkpoint_blob;
+    return append_event(job.seq, "checkpoint", {{"step", step}, {"attempt", attempt}}, now);
+  }));
+  return previous;
 }
 
 Result<std::string> Store::set_artifact(const std::string& job_id, const std::string& worker_id, int64_t attempt,
                                         const std::string& blob, int64_t bytes, const std::string& sha256) {
   std::lock_guard<std::mutex> lock(mutex_);
-  Transaction tx(*db_);
-  BITFLEET_RETURN_IF_ERROR(tx.begin());
-  BITFLEET_ASSIGN_OR_RETURN(JobRecord job, leased_job(job_id, worker_id, attempt));
-  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
-      "UPDATE jobs SET artifact_blob = ?2, artifact_bytes = ?3, artifact_sha256 = ?4 WHERE seq = ?1"));
-  BITFLEET_RETURN_IF_ERROR(s->bind(1, job.seq).bind(2, blob).bind(3, bytes).bind(4, sha256).run());
-  BITFLEET_RETURN_IF_ERROR(tx.commit());
-  return job.artifact_blob;
+  std::string previous;
+  BITFLEET_RETURN_IF_ERROR(under_lease(job_id, worker_id, attempt, [&](JobRecord& job) -> Status {
+    BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
+        "UPDATE jobs SET artifact_blob = ?2, artifact_bytes = ?3, artifact_sha256 = ?4 WHERE seq = ?1"));
+    previous = job.artifact_blob;
+    return s->bind(1, job.seq).bind(2, blob).bind(3, bytes).bind(4, sha256).run();
+  }));
+  return previous;
 }
 
 Result<JobRecord> Store::complete_job(const std::string& job_id, const std::string& worker_id, int64_t attempt,
                                       const nlohmann::json& metrics, std::optional<double> train_loss, int64_t steps,
-                                      int64_t now) {
+                                      const nlohmann::json& outcome, int64_t now) {
   std::lock_guard<std::mutex> lock(mutex_);
-  Transaction tx(*db_);
-  BITFLEET_RETURN_IF_ERROR(tx.begin());
-  BITFLEET_ASSIGN_OR_RETURN(JobRecord job, leased_job(job_id, worker_id, attempt));
-  if (job.artifact_blob.empty()) {
-    return Status(StatusCode::kFailedPrecondition, "job " + job_id + " has no artifact: upload it before completing");
-  }
-  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
-      "UPDATE jobs SET metrics = ?2, train_loss = ?3, step = ?4, total_steps = ?4 WHERE seq = ?1"));
-  s->bind(1, job.seq).bind(2, metrics.dump()).bind(4, steps);
-  if (train_loss) {
-    s->bind(3, *train_loss);
-  } else {
-    s->bind_null(3);
-  }
-  BITFLEET_RETURN_IF_ERROR(s->run());
-  BITFLEET_RETURN_IF_ERROR(set_status(job, kSucceeded, "", now));
-  BITFLEET_RETURN_IF_ERROR(tx.commit());
+  BITFLEET_RETURN_IF_ERROR(under_lease(job_id, worker_id, attempt, [&](JobRecord& job) -> Status {
+    if (job.artifact_blob.empty()) {
+      return Status(StatusCode::kFailedPrecondition, "job " + job_id + " has no artifact: upload it before completing");
+    }
+    BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
+        "UPDATE jobs SET metrics = ?2, train_loss = ?3, step = ?4, total_steps = ?4, outcome = ?5 WHERE seq = ?1"));
+    s->bind(1, job.seq).bind(2, metrics.dump()).bind(4, steps).bind(5, outcome.dump());
+    if (train_loss) {
+      s->bind(3, *train_loss);
+    } else {
+      s->bind_null(3);
+    }
+    BITFLEET_RETURN_IF_ERROR(s->run());
+    return set_status(job, kSucceeded, "", now);
+  }));
   BITFLEET_ASSIGN_OR_RETURN(auto done, load_job(job_id));
   return *done;
 }
@@ -340,25 +379,20 @@ Result<JobRecord> Store::complete_job(const std::string& job_id, const std::stri
 Result<JobRecord> Store::fail_job(const std::string& job_id, const std::string& worker_id, int64_t attempt,
                                   const std::string& reason, int64_t now) {
   std::lock_guard<std::mutex> lock(mutex_);
-  Transaction tx(*db_);
-  BITFLEET_RETURN_IF_ERROR(tx.begin());
-  BITFLEET_ASSIGN_OR_RETURN(JobRecord job, leased_job(job_id, worker_id, attempt));
-  BITFLEET_RETURN_IF_ERROR(set_status(job, kFailed, reason, now));
-  BITFLEET_RETURN_IF_ERROR(tx.commit());
+  BITFLEET_RETURN_IF_ERROR(under_lease(job_id, worker_id, attempt,
+                                       [&](JobRecord& job) { return set_status(job, kFailed, reason, now); }));
   BITFLEET_ASSIGN_OR_RETURN(auto done, load_job(job_id));
   return *done;
 }
 
 Status Store::release_job(const std::string& job_id, const std::string& worker_id, int64_t attempt, int64_t now) {
   std::lock_guard<std::mutex> lock(mutex_);
-  Transaction tx(*db_);
-  BITFLEET_RETURN_IF_ERROR(tx.begin());
-  BITFLEET_ASSIGN_OR_RETURN(JobRecord job, leased_job(job_id, worker_id, attempt));
-  BITFLEET_RETURN_IF_ERROR(set_status(job, kQueued,
-                                      "released by worker group " + worker_id + "; queued to resume from step " +
-                                          std::to_string(job.checkpoint_step),
-                                      now));
-  return tx.commit();
+  return under_lease(job_id, worker_id, attempt, [&](JobRecord& job) {
+    return set_status(job, kQueued,
+                      "released by worker group " + worker_id + "; queued to resume from step " +
+                          std::to_string(job.checkpoint_step),
+                      now);
+  });
 }
 
 }  // namespace bitfleet::coordinator

@@ -67,6 +67,7 @@ Response Service::lease(Request& r) {
     metrics_.queue_wait((now - l.job.queued_at) / 1000.0);
     grant.jobs.push_back({l.job.id, l.job.attempt, common::to_json(l.job.request), file_ref(l.train_file),
                           l.validation_file ? std::optional(file_ref(*l.validation_file)) : std::nullopt,
+                          l.test_file ? std::optional(file_ref(*l.test_file)) : std::nullopt,
                           l.job.checkpoint_blob.empty() ? std::nullopt : std::optional(l.job.checkpoint_step)});
   }
   return json_response(200, protocol::to_json(grant));
@@ -90,6 +91,10 @@ Response Service::worker_events(Request& r) {
   const protocol::Fence& fence = m->fence;
   Status added = store_->add_events(r.params["id"], fence.worker_group, fence.attempt, events, now_ms());
   if (!added.is_ok()) return problem(added, r.path);
+  if (std::any_of(events.begin(), events.end(), [](const WorkerEvent& e) { return e.type == "evaluation"; })) {
+    auto job = store_->get_job(r.params["id"]);
+    if (job.is_ok() && *job && !(*job)->sweep_id.empty()) halve((*job)->sweep_id);
+  }
   return json_response(200, {{"accepted", events.size()}});
 }
 
@@ -143,10 +148,15 @@ Response Service::put_artifact(Request& r) {
 Response Service::complete(Request& r) {
   auto m = decode<protocol::CompleteReport>(r, protocol::parse_complete_report);
   if (!m) return m.problem();
+  const nlohmann::json outcome = {{"final_metrics", m->final_metrics},
+                                  {"test_metrics", m->test_metrics},
+                                  {"best_step", m->best_step ? nlohmann::json(*m->best_step) : nlohmann::json()},
+                                  {"stopped_early", m->stopped_early}};
   auto job = store_->complete_job(r.params["id"], m->fence.worker_group, m->fence.attempt, m->metrics, m->train_loss,
-                                  m->steps, now_ms());
+                                  m->steps, outcome, now_ms());
   if (!job.is_ok()) return problem(job.status(), r.path);
   metrics_.job_finished(*job);
+  if (!job->sweep_id.empty()) halve(job->sweep_id);
   return json_response(200, job_json(*job));
 }
 
@@ -156,6 +166,7 @@ Response Service::fail(Request& r) {
   auto job = store_->fail_job(r.params["id"], m->fence.worker_group, m->fence.attempt, m->reason, now_ms());
   if (!job.is_ok()) return problem(job.status(), r.path);
   metrics_.job_finished(*job);
+  if (!job->sweep_id.empty()) halve(job->sweep_id);
   return json_response(200, job_json(*job));
 }
 

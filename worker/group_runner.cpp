@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -19,6 +20,7 @@
 #include "worker/agent/agent.h"
 #include "worker/agent/file_cache.h"
 #include "worker/engine/session.h"
+#include "worker/engine/slot_loop.h"
 #include "worker/worker_metrics.h"
 
 namespace bitfleet::worker {
@@ -94,23 +96,30 @@ double device_memory(const c10::Device& device) {
   return static_cast<double>(resident) * static_cast<double>(::sysconf(_SC_PAGESIZE));
 }
 
-class GroupRunner {
+// The slot loop's driver for a group joined to the coordinator: turns come from rank 0's agent
+// (broadcast as a Plan), results go back through it.
+class GroupRunner final : public engine::SlotDriver {
  public:
   GroupRunner(const GroupOptions& options, comm::Communicator& comm, const std::atomic<bool>& stop)
       : options_(options), comm_(comm), stop_(stop), leader_(comm.rank() == 0), cache_(options.cache_dir) {}
 
   int run();
 
+  Result<engine::Turn> next_turn(const engine::Trainer& trainer) override;
+  void admitted(const engine::Admission& admission, const Status& outcome) override;
+  Status stepped(const engine::StepReport& report) override;
+  Status evaluated(int slot, const engine::Evaluation& evaluation) override;
+  Status finished(int slot, const engine::JobOutcome& outcome) override;
+  void failed(int slot, const std::string& reason) override;
+
  private:
   Status setup();
   Plan make_plan();
-  void admit(const Plan& plan);
+  Result<std::vector<engine::Admission>> prepare_all(const Plan& plan);
   Prepared prepare(const agent::LeasedJob& leased);
-  void after_step(const engine::StepReport& report);
-  void finish(int slot);
+  void give_back(const agent::LeasedJob& leased, bool permanent, const std::string& reason);
   void shutdown();
   void update_agent();
-  [[noreturn]] void abort(const Status& why);
 
   struct SlotInfo {
     std::string job_id;
@@ -131,6 +140,7 @@ class GroupRunner {
   std::unique_ptr<agent::Agent> agent_;
   std::unique_ptr<WorkerMetrics> metrics_;
   std::map<int, SlotInfo> slots_;  // rank 0's bookkeeping of the jobs it reports for
+  std::map<int, agent::LeasedJob> admitting_;  // this turn's admissions, by slot
   std::string backbone_sha256_;
 };
 
@@ -169,12 +179,6 @@ Status GroupRunner::setup() {
   return Status::ok();
 }
 
-void GroupRunner::abort(const Status& why) {
-  BITFLEET_LOG(kError) << "the worker group cannot go on: " << why.to_string();
-  comm_.abort_group(3);
-  std::_Exit(3);  // abort_group does not return; say so to the compiler
-}
-
 Plan GroupRunner::make_plan() {
   Plan plan;
   plan.stop = stop_.load();
@@ -185,11 +189,9 @@ Plan GroupRunner::make_plan() {
       if (info.job_id == id) plan.drop.push_back(slot);
     }
   }
-  std::vector<int> free;
-  for (int s = 0; s < options_.slots; ++s) {
-    bool dropping = std::find(plan.drop.begin(), plan.drop.end(), s) != plan.drop.end();
-    if (!trainer_->active(s) || dropping) free.push_back(s);
-  }
+  std::vector<int> free = trainer_->free_slots();
+  free.insert(free.end(), plan.drop.begin(), plan.drop.end());
+  std::sort(free.begin(), free.end());
   for (auto& job : agent_->take_leased()) {
     if (free.empty() || plan.stop) {  // no room after all, or leaving: give it back
       agent_->release(job.id, job.attempt);
@@ -223,6 +225,9 @@ Prepared GroupRunner::prepare(const agent::LeasedJob& leased) {
   if (leased.validation_file) {
     if (Prepared failed = load(*leased.validation_file, p.job.validation); failed.failure) return failed;
   }
+  if (leased.test_file) {
+    if (Prepared failed = load(*leased.test_file, p.job.test); failed.failure) return failed;
+  }
   if (leased.checkpoint_step) {
     auto ckpt = client_->request("GET", "/internal/v1/jobs/" + leased.id + "/checkpoint");
     if (!ckpt.is_ok() || !ckpt->ok()) {
@@ -233,97 +238,138 @@ Prepared GroupRunner::prepare(const agent::LeasedJob& leased) {
   return p;
 }
 
-void GroupRunner::admit(const Plan& plan) {
-  if (plan.admit.empty()) return;
+// Every rank prepares every admission of the plan; an all-reduce of the failure flags makes every
+// rank agree which ones go ahead. Rank 0 fails or releases the others.
+Result<std::vector<engine::Admission>> GroupRunner::prepare_all(const Plan& plan) {
   std::vector<Prepared> prepared;
   std::vector<float> failures;
   for (const auto& [slot, job] : plan.admit) {
     prepared.push_back(prepare(job));
     failures.push_back(static_cast<float>(prepared.back().failure));
   }
-  // Every rank learns whether every rank is ready: the same admissions happen everywhere.
-  if (Status s = comm_.all_reduce_sum(failures.data(), failures.size(), nullptr); !s.is_ok()) abort(s);
+  if (!failures.empty()) BITFLEET_RETURN_IF_ERROR(comm_.all_reduce_sum(failures.data(), failures.size(), nullptr));
+  std::vector<engine::Admission> ready;
+  admitting_.clear();
   for (size_t i = 0; i < plan.admit.size(); ++i) {
     const auto& [slot, leased] = plan.admit[i];
     Prepared& p = prepared[i];
-    Status admitted = failures[i] == 0
-                          ? trainer_->admit(slot, std::move(p.job), p.checkpoint.empty() ? nullptr : &p.checkpoint)
-                          : Status(StatusCode::kUnavailable, "");
-    if (admitted.is_ok()) {
-      if (leader_) {
-        slots_[slot] = {leased.id, leased.attempt, Clock::now(), leased.checkpoint_step.value_or(0), 0.0};
-        BITFLEET_LOG(kInfo) << "slot " << slot << ": " << leased.id << " (attempt " << leased.attempt << ")"
-                            << (leased.checkpoint_step ? " resuming from step " + std::to_string(*leased.checkpoint_step) : "");
-      }
-      continue;
-    }
-    if (!leader_) continue;
-    std::string reason = !p.reason.empty() ? p.reason : !admitted.message().empty() ? admitted.message()
-                                                                                      : "another rank could not load it";
-    const bool permanent = failures[i] >= kPermanent || (failures[i] == 0 && !admitted.is_ok());
-    BITFLEET_LOG(kWarning) << leased.id << ": " << (permanent ? "failed: " : "released: ") << reason;
-    if (permanent) {
-      agent_->fail(leased.id, leased.attempt, reason);
-      metrics_->job_finished("failed");
-    } else {
-      agent_->release(leased.id, leased.attempt);
-      metrics_->job_finished("released");
+    if (failures[i] == 0) {
+      ready.push_back({slot, std::move(p.job), std::move(p.checkpoint)});
+      admitting_[slot] = leased;
+    } else if (leader_) {
+      give_back(leased, failures[i] >= kPermanent, !p.reason.empty() ? p.reason : "another rank could not load it");
     }
   }
+  return ready;
 }
 
-void GroupRunner::finish(int slot) {
-  auto evaluated = trainer_->evaluate(slot);
-  if (!evaluated.is_ok()) abort(evaluated.status());
-  if (leader_) {
-    SlotInfo& info = slots_[slot];
-    json metrics = json::object();
-    for (const auto& [k, v] : *evaluated) metrics[k] = v;
-    if (!metrics.empty()) agent_->send_events(info.job_id, info.attempt, {{"eval", metrics}});
-    std::map<std::string, std::string> meta = {{"backbone", options_.backbone_name},
-                                               {"backbone_sha256", backbone_sha256_},
-                                               {"metrics", metrics.dump()},
-                                               {"train_loss", std::to_string(info.last_loss)}};
-    agent_->complete(info.job_id, info.attempt, trainer_->artifact(slot, meta), metrics, info.last_loss,
-                     trainer_->progress(slot).step);
-    metrics_->job_finished("succeeded");
-    BITFLEET_LOG(kInfo) << info.job_id << " finished after " << trainer_->progress(slot).step << " steps " << metrics.dump();
+void GroupRunner::give_back(const agent::LeasedJob& leased, bool permanent, const std::string& reason) {
+  BITFLEET_LOG(kWarning) << leased.id << ": " << (permanent ? "failed: " : "released: ") << reason;
+  if (permanent) {
+    agent_->fail(leased.id, leased.attempt, reason);
+  } else {
+    agent_->release(leased.id, leased.attempt);
+  }
+  metrics_->job_finished(permanent ? "failed" : "released");
+}
+
+Result<engine::Turn> GroupRunner::next_turn(const engine::Trainer& trainer) {
+  metrics_->active_slots(trainer.active_count());
+  if (leader_) update_agent();
+  std::string bytes;
+  if (leader_) bytes = encode(make_plan());
+  BITFLEET_RETURN_IF_ERROR(comm_.broadcast(bytes));
+  BITFLEET_ASSIGN_OR_RETURN(Plan plan, decode(bytes));
+  engine::Turn turn;
+  turn.stop = plan.stop;
+  turn.drop = plan.drop;
+  for (int slot : plan.drop) {
+    if (!leader_) continue;
+    BITFLEET_LOG(kInfo) << "dropping " << slots_[slot].job_id << ": cancelled or leased elsewhere";
+    metrics_->job_finished("dropped");
     slots_.erase(slot);
   }
-  trainer_->release(slot);
+  BITFLEET_ASSIGN_OR_RETURN(turn.admit, prepare_all(plan));
+  return turn;
 }
 
-void GroupRunner::after_step(const engine::StepReport& report) {
+void GroupRunner::admitted(const engine::Admission& admission, const Status& outcome) {
+  if (!leader_) return;
+  const agent::LeasedJob& leased = admitting_.at(admission.slot);
+  if (!outcome.is_ok()) {
+    give_back(leased, true, outcome.message());
+    return;
+  }
+  slots_[admission.slot] = {leased.id, leased.attempt, Clock::now(), leased.checkpoint_step.value_or(0), 0.0};
+  BITFLEET_LOG(kInfo) << "slot " << admission.slot << ": " << leased.id << " (attempt " << leased.attempt << ")"
+                      << (leased.checkpoint_step ? " resuming from step " + std::to_string(*leased.checkpoint_step) : "");
+}
+
+Status GroupRunner::evaluated(int slot, const engine::Evaluation& evaluation) {
+  metrics_->evaluation(evaluation.seconds);
+  if (!leader_) return Status::ok();
+  const SlotInfo& info = slots_[slot];
+  agent_->send_events(info.job_id, info.attempt, {{"evaluation", engine::evaluation_json(evaluation, trainer_->best(slot))}});
+  return Status::ok();
+}
+
+Status GroupRunner::finished(int slot, const engine::JobOutcome& outcome) {
+  if (!leader_) return Status::ok();
+  SlotInfo& info = slots_[slot];
+  protocol::CompleteReport result;
+  result.metrics = engine::metrics_json(outcome.metrics());
+  result.train_loss = info.last_loss;
+  result.steps = trainer_->progress(slot).step;
+  if (!outcome.final_metrics.empty()) result.final_metrics = engine::metrics_json(outcome.final_metrics);
+  if (!outcome.test_metrics.empty()) result.test_metrics = engine::metrics_json(outcome.test_metrics);
+  if (outcome.best) result.best_step = outcome.best->step;
+  result.stopped_early = outcome.stopped_early;
+  if (!result.metrics.empty()) agent_->send_events(info.job_id, info.attempt, {{"eval", result.metrics}});
+  std::map<std::string, std::string> meta = engine::outcome_metadata(outcome);
+  meta.insert({{"backbone", options_.backbone_name},
+               {"backbone_sha256", backbone_sha256_},
+               {"train_loss", std::to_string(info.last_loss)}});
+  BITFLEET_LOG(kInfo) << info.job_id << (outcome.stopped_early ? " stopped early" : " finished") << " after "
+                      << result.steps << " steps " << result.metrics.dump()
+                      << (outcome.best ? " (best: step " + std::to_string(outcome.best->step) + ")" : "");
+  agent_->complete(info.job_id, info.attempt, trainer_->artifact(slot, meta), std::move(result));
+  metrics_->job_finished(outcome.stopped_early ? "stopped_early" : "succeeded");
+  slots_.erase(slot);
+  return Status::ok();
+}
+
+void GroupRunner::failed(int slot, const std::string& reason) {
+  if (!leader_) return;
+  SlotInfo& info = slots_[slot];
+  BITFLEET_LOG(kWarning) << info.job_id << " failed: " << reason;
+  agent_->fail(info.job_id, info.attempt, reason);
+  metrics_->job_finished("failed");
+  slots_.erase(slot);
+}
+
+Status GroupRunner::stepped(const engine::StepReport& report) {
   metrics_->step(report.seconds, report.examples, report.tokens, report.allreduce_seconds, report.allreduce_bytes);
-  if (leader_) {
-    const auto now = Clock::now();
-    for (const auto& r : report.slots) {
-      SlotInfo& info = slots_[r.slot];
-      info.last_loss = r.loss;
-      if (r.progress.step % options_.events_every_steps == 0) {
-        agent_->send_events(info.job_id, info.attempt,
-                            {{"train_loss", {{"step", r.progress.step}, {"loss", r.loss},
-                                             {"learning_rate", r.learning_rate}, {"epoch", r.progress.epoch}}}});
-      }
-      const bool last = r.progress.step >= r.progress.total_steps;
-      const bool due = r.progress.step - info.checkpoint_step >= options_.checkpoint_every_steps ||
-                       std::chrono::duration<double>(now - info.last_checkpoint).count() >= options_.checkpoint_every_seconds;
-      if (!last && due) {
-        agent_->upload_checkpoint(info.job_id, info.attempt, r.progress.step, trainer_->checkpoint(r.slot));
-        info.checkpoint_step = r.progress.step;
-        info.last_checkpoint = now;
-      }
+  metrics_->device_memory(device_memory(session_->device()));
+  if (!leader_) return Status::ok();
+  const auto now = Clock::now();
+  for (const auto& r : report.slots) {
+    SlotInfo& info = slots_[r.slot];
+    info.last_loss = r.loss;
+    if (r.progress.step % options_.events_every_steps == 0) {
+      agent_->send_events(info.job_id, info.attempt,
+                          {{"train_loss", {{"step", r.progress.step}, {"loss", r.loss},
+                                           {"learning_rate", r.learning_rate}, {"epoch", r.progress.epoch}}}});
     }
-    for (const auto& [slot, reason] : report.failed) {
-      SlotInfo& info = slots_[slot];
-      BITFLEET_LOG(kWarning) << info.job_id << " failed: " << reason;
-      agent_->fail(info.job_id, info.attempt, reason);
-      metrics_->job_finished("failed");
-      slots_.erase(slot);
+    const bool last = std::find(report.finished.begin(), report.finished.end(), r.slot) != report.finished.end();
+    const bool due = r.progress.step - info.checkpoint_step >= options_.checkpoint_every_steps ||
+                     std::chrono::duration<double>(now - info.last_checkpoint).count() >= options_.checkpoint_every_seconds;
+    if (!last && due) {
+      agent_->upload_checkpoint(info.job_id, info.attempt, r.progress.step, trainer_->checkpoint(r.slot));
+      info.checkpoint_step = r.progress.step;
+      info.last_checkpoint = now;
     }
   }
-  for (const auto& failed : report.failed) trainer_->release(failed.first);
-  for (int slot : report.finished) finish(slot);
+  return Status::ok();
 }
 
 void GroupRunner::update_agent() {
@@ -356,31 +402,11 @@ int GroupRunner::run() {
     if (comm_.size() > 1) comm_.abort_group(1);
     return 1;
   }
-  while (true) {
-    std::string bytes;
-    if (leader_) bytes = encode(make_plan());
-    if (Status s = comm_.broadcast(bytes); !s.is_ok()) abort(s);
-    auto decoded = decode(bytes);
-    if (!decoded.is_ok()) abort(decoded.status());
-    const Plan plan = std::move(decoded).value();
-    for (int slot : plan.drop) {
-      if (leader_) {
-        BITFLEET_LOG(kInfo) << "dropping " << slots_[slot].job_id << ": cancelled or leased elsewhere";
-        metrics_->job_finished("dropped");
-        slots_.erase(slot);
-      }
-      trainer_->release(slot);
-    }
-    admit(plan);
-    if (plan.stop) break;
-    metrics_->active_slots(trainer_->active_count());
-    if (trainer_->active_count() > 0) {
-      auto report = trainer_->step();
-      if (!report.is_ok()) abort(report.status());
-      after_step(*report);
-      metrics_->device_memory(device_memory(session_->device()));
-    }
-    if (leader_) update_agent();
+  if (Status s = engine::run_slot_loop(*trainer_, *this); !s.is_ok()) {
+    // A collective failed or timed out (a hung rank): the whole group ends so that the
+    // coordinator requeues its jobs.
+    BITFLEET_LOG(kError) << "the worker group cannot go on: " << s.to_string();
+    comm_.abort_group(3);
   }
   shutdown();
   return 0;

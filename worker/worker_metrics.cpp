@@ -41,9 +41,12 @@ WorkerMetrics::WorkerMetrics(std::shared_ptr<prometheus::Registry> r, const prom
       device_memory_(prometheus::BuildGauge().Name("bitfleet_worker_device_memory_bytes")
                          .Help("Memory in use on the rank's device (resident set size on CPU)")
                          .Register(*registry_).Add(l)),
+      evaluation_seconds_(prometheus::BuildHistogram().Name("bitfleet_worker_evaluation_seconds")
+                              .Help("Time of one slot's evaluation during training (between steps)")
+                              .Register(*registry_).Add(l, kStepBuckets)),
       jobs_(prometheus::BuildCounter().Name("bitfleet_worker_jobs_total")
                 .Help("Jobs that left a slot, by outcome").Register(*registry_)) {
-  for (const char* outcome : {"succeeded", "failed", "dropped", "released"}) {
+  for (const char* outcome : {"succeeded", "stopped_early", "failed", "dropped", "released"}) {
     auto labels = l;
     labels["outcome"] = outcome;
     jobs_.Add(labels);

@@ -1,5 +1,7 @@
 // A rank's Prometheus metrics, served at GET /metrics on --metrics-port + rank: step time,
-// throughput, active slots, the all-reduce's time and bytes, device memory, and jobs by outcome.
+// throughput, active slots, the all-reduce's time and bytes, device memory, evaluation time, and
+// jobs by outcome (succeeded, stopped_early — succeeded before its last step —, failed, dropped,
+// released).
 // No job ids. Served by bitfleet's own HttpServer: prometheus-cpp's civetweb exposer cannot start
 // in a process that has LibTorch loaded (it gives up after bind and listen).
 // Thread-safety: updated by the training loop; scraped from the server's threads.
@@ -30,6 +32,8 @@ class WorkerMetrics {
   void active_slots(int64_t n) { active_slots_.Set(static_cast<double>(n)); }
   void job_finished(const std::string& outcome);
   void device_memory(double bytes) { device_memory_.Set(bytes); }
+  // One evaluation during training: the other slots waited this long for it.
+  void evaluation(double seconds) { evaluation_seconds_.Observe(seconds); }
 
  private:
   WorkerMetrics(std::shared_ptr<prometheus::Registry> registry, const prometheus::Labels& labels);
@@ -47,6 +51,7 @@ class WorkerMetrics {
   prometheus::Histogram& allreduce_seconds_;
   prometheus::Counter& allreduce_bytes_;
   prometheus::Gauge& device_memory_;
+  prometheus::Histogram& evaluation_seconds_;
   prometheus::Family<prometheus::Counter>& jobs_;
 };
 

@@ -223,15 +223,20 @@ class CliTest(unittest.TestCase):
         self.assertEqual(again.returncode, 3)
         self.assertRegex(again.stderr, f"bitfleet: {ids[0]}: Conflict: .*succeeded")
 
+    def tagging_job_file(self, name, hyperparameters, **extra):
+        """A job file of the tagging task, its data paths relative to the file."""
+        train, dev, spec = self.specs["tagging"]
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            json.dump(dict({"backbone": "tiny", "train_file": os.path.join("tasks", train),
+                            "validation_file": os.path.join("tasks", dev), "task": spec,
+                            "hyperparameters": hyperparameters}, **extra), f)
+        return path
+
     def test_job_file_download_events_workers_and_json(self):
         self.start_group()
-        train, dev, spec = self.specs["tagging"]
-        job_file = os.path.join(self.dir, "job.json")
-        with open(job_file, "w") as f:
-            json.dump({"backbone": "tiny", "train_file": os.path.join("tasks", train),
-                       "validation_file": os.path.join("tasks", dev), "task": spec,
-                       "hyperparameters": {"epochs": 2, "batch_size": 8, "bias_terms": "query+intermediate"},
-                       "metadata": {"name": "tags"}}, f)
+        job_file = self.tagging_job_file("job.json", {"epochs": 2, "batch_size": 8, "bias_terms": "query+intermediate"},
+                                         metadata={"name": "tags"})
         proc = self.cli("submit", job_file, "--watch", "--interval", "0.2")
         job_id = proc.stdout.split()[0]
         self.assertRegex(proc.stdout, job_id + r"\s+tags\s+succeeded\s+accuracy")
@@ -256,6 +261,36 @@ class CliTest(unittest.TestCase):
         table = self.cli("jobs", "--status", "succeeded").stdout.splitlines()
         self.assertEqual(table[0].split()[:3], ["JOB", "NAME", "STATUS"])
         self.assertEqual(table[1].split()[:3], [job_id, "tags", "succeeded"])
+
+    def test_sweep_watch_and_download_of_its_best(self):
+        self.start_group()
+        job_file = self.tagging_job_file("sweep-base.json", {"epochs": 2, "batch_size": 8, "warmup_ratio": 0})
+        proc = self.cli("sweep", job_file, "--grid", "learning_rate=1e-6,2e-2", "--grid", "bias_terms=all,query+intermediate",
+                        "--watch", "--interval", "0.2")
+        sweep_id = proc.stdout.split()[0]
+        self.assertTrue(sweep_id.startswith("sweep-"), proc.stdout)
+        self.assertIn("4 variants, objective accuracy", proc.stdout)
+        sweep = self.client.call("GET", f"/v1/sweeps/{sweep_id}").json()
+        self.assertEqual(sweep["status"], "succeeded")
+        # The grid's product by key name, the last key fastest: bias_terms, then learning_rate.
+        self.assertEqual([(v["hyperparameters"]["bias_terms"], v["hyperparameters"]["learning_rate"]) for v in sweep["variants"]],
+                         [("all", 1e-6), ("all", 2e-2), ("query+intermediate", 1e-6), ("query+intermediate", 2e-2)])
+        self.assertEqual(sweep["best"]["hyperparameters"]["learning_rate"], 2e-2)
+        self.assertIn(f"best: {sweep['best']['job']}", proc.stdout)
+        # watch takes the sweep's id for its variants; download fetches the best's artifact.
+        watched = self.cli("watch", sweep_id, "--interval", "0.2").stdout
+        for v in sweep["variants"]:
+            self.assertIn(v["job"], watched)
+        out_dir = os.path.join(self.dir, "sweep-artifacts")
+        self.cli("download", sweep_id, "-o", out_dir)
+        with open(os.path.join(out_dir, f"{sweep_id}.safetensors"), "rb") as f:
+            self.assertEqual(f.read(), self.client.call("GET", f"/v1/jobs/{sweep['best']['job']}/artifact").content)
+        bad = self.cli("sweep", job_file, "--grid", "learning_rate", check=False)
+        self.assertEqual(bad.returncode, 2, bad.stderr)
+        self.assertIn("KEY=VALUE", bad.stderr)
+        unknown = self.cli("sweep", job_file, "--grid", "dropout=0.1,0.2", check=False)
+        self.assertEqual(unknown.returncode, 2, unknown.stderr)
+        self.assertIn("grid.dropout", unknown.stderr)
 
     # --- errors --------------------------------------------------------------------------------------
 

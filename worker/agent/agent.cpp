@@ -110,13 +110,12 @@ void Agent::upload_checkpoint(const std::string& job_id, int64_t attempt, int64_
   wake_.notify_all();
 }
 
-void Agent::complete(const std::string& job_id, int64_t attempt, std::string artifact, json metrics,
-                     double train_loss, int64_t steps) {
+void Agent::complete(const std::string& job_id, int64_t attempt, std::string artifact, protocol::CompleteReport result) {
   push({Report::kArtifact, job_id, attempt, 0, std::move(artifact)});
   Report report{Report::kComplete, job_id, attempt};
-  report.complete.metrics = metrics.is_object() ? std::move(metrics) : json::object();
-  report.complete.train_loss = std::isfinite(train_loss) ? std::optional(train_loss) : std::nullopt;
-  report.complete.steps = steps;
+  if (!result.metrics.is_object()) result.metrics = json::object();
+  if (result.train_loss && !std::isfinite(*result.train_loss)) result.train_loss.reset();
+  report.complete = std::move(result);
   push(std::move(report));
 }
 

@@ -76,8 +76,8 @@ class Agent {
   void send_events(const std::string& job_id, int64_t attempt, std::vector<protocol::JobEvent> events);
   // A newer checkpoint of a job replaces one still waiting to be sent.
   void upload_checkpoint(const std::string& job_id, int64_t attempt, int64_t step, std::string bytes);
-  void complete(const std::string& job_id, int64_t attempt, std::string artifact, nlohmann::json metrics,
-                double train_loss, int64_t steps);
+  // The artifact, then the completion (its fence is set when sent).
+  void complete(const std::string& job_id, int64_t attempt, std::string artifact, protocol::CompleteReport result);
   void fail(const std::string& job_id, int64_t attempt, const std::string& reason);
   void release(const std::string& job_id, int64_t attempt);
   // Waits until every queued report is sent or dropped; false on timeout.

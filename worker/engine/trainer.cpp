@@ -34,6 +34,7 @@ Trainer::Trainer(BitFitModel& model, comm::Communicator& comm, int32_t pad_id, T
   adam_m_ = at::zeros_like(model_.params());
   adam_v_ = at::zeros_like(model_.params());
   mask_ = at::zeros_like(model_.params());
+  best_params_ = at::zeros_like(model_.params());
 }
 
 Status Trainer::check(const common::JobRequest& r) const {
@@ -59,11 +60,12 @@ Status Trainer::check(const common::JobRequest& r) const {
   return Status::ok();
 }
 
-std::optional<int> Trainer::free_slot() const {
+std::vector<int> Trainer::free_slots() const {
+  std::vector<int> free;
   for (size_t s = 0; s < slots_.size(); ++s) {
-    if (!slots_[s].active) return static_cast<int>(s);
+    if (!slots_[s].active) free.push_back(static_cast<int>(s));
   }
-  return std::nullopt;
+  return free;
 }
 
 int Trainer::active_count() const {
@@ -114,6 +116,9 @@ Status Trainer::admit(int slot, TrainJob job, const std::string* checkpoint) {
   s.job = std::move(job);
   s.steps_per_epoch = text::batches_per_epoch(static_cast<int64_t>(s.job.train->examples.size()), h.batch_size);
   s.progress = {};
+  s.best.reset();
+  s.best_score = 0.0;
+  s.since_best = 0;
   s.progress.total_steps = s.steps_per_epoch * h.epochs;
   if (h.max_steps > 0) s.progress.total_steps = std::min(s.progress.total_steps, h.max_steps);
   const auto& task = s.job.request.task;
@@ -291,7 +296,11 @@ void Trainer::advance(StepReport& report) {
       if (s.progress.step < s.progress.total_steps) start_epoch(s);
     }
     r.progress = s.progress;
-    if (s.progress.step >= s.progress.total_steps) report.finished.push_back(r.slot);
+    const bool last = s.progress.step >= s.progress.total_steps;
+    const int64_t every = s.job.request.hyperparameters.eval_every_steps;
+    const bool due = last || (every > 0 ? s.progress.step % every == 0 : s.progress.batch_index == 0);
+    if (s.job.validation && due) report.evaluate.push_back(r.slot);
+    if (last) report.finished.push_back(r.slot);
   }
 }
 

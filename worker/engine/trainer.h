@@ -41,6 +41,26 @@ struct TrainJob {
   common::JobRequest request;
   std::shared_ptr<const text::Dataset> train;
   std::shared_ptr<const text::Dataset> validation;  // may be null: no evaluation
+  std::shared_ptr<const text::Dataset> test;        // may be null; evaluated once, at the end
+};
+
+enum class Split { kValidation, kTest };
+
+// One evaluation during training (validation set) and what it decided.
+struct Evaluation {
+  int64_t step = 0;
+  int64_t epoch = 0;  // completed epochs at `step`
+  Metrics metrics;
+  double seconds = 0.0;
+  bool improved = false;  // the best so far by metric_for_best: its parameters are kept
+  bool stop = false;      // early_stopping_patience evaluations without improvement: the job ends
+};
+
+// The evaluation whose parameters are a job's result.
+struct BestEvaluation {
+  int64_t step = 0;
+  int64_t epoch = 0;
+  Metrics metrics;
 };
 
 // Where a job is in its training, as a checkpoint restores it.
@@ -62,6 +82,7 @@ struct SlotReport {
 struct StepReport {
   std::vector<SlotReport> slots;                         // slots that stepped
   std::vector<int> finished;                             // reached their last step
+  std::vector<int> evaluate;                             // due for evaluation (see evaluate_for_best)
   std::vector<std::pair<int, std::string>> failed;       // slot, reason
   int64_t examples = 0;                                  // global, this step
   int64_t tokens = 0;                                    // global non-padding tokens, this step
@@ -97,15 +118,23 @@ class Trainer {
   void release(int slot);
 
   bool active(int slot) const { return slots_[slot].active; }
-  std::optional<int> free_slot() const;
+  std::vector<int> free_slots() const;  // ascending
   int active_count() const;
   const TrainJob& job(int slot) const { return slots_[slot].job; }
   const JobProgress& progress(int slot) const { return slots_[slot].progress; }
 
   // One training step of every active slot. A collective: every rank calls it.
   Result<StepReport> step();
-  // Validation metrics of a slot (a collective). Empty without a validation set.
-  Result<Metrics> evaluate(int slot);
+  // A slot's metrics on its validation or test set with its current parameters (a collective).
+  // Empty without that set.
+  Result<Metrics> evaluate(int slot, Split split = Split::kValidation);
+  // Evaluates a slot that a step reported due (StepReport::evaluate: with a validation set, every
+  // eval_every_steps steps or at each epoch's end, and at the last step) and keeps a copy of its
+  // parameters when the metric_for_best is the best so far (a collective).
+  Result<Evaluation> evaluate_for_best(int slot);
+  const std::optional<BestEvaluation>& best(int slot) const { return slots_[slot].best; }
+  // The slot's parameters become those of its best evaluation (none yet: unchanged).
+  void use_best(int slot);
 
   // The slot's resumable state (biases, head, AdamW moments, position), safetensors bytes.
   std::string checkpoint(int slot) const;
@@ -121,12 +150,16 @@ class Trainer {
     JobProgress progress;
     int64_t steps_per_epoch = 0;
     std::vector<int32_t> order;  // this epoch's data order
+    std::optional<BestEvaluation> best;  // its parameters: best_params_'s row
+    double best_score = 0.0;             // metric_for_best, negated where lower is better
+    int64_t since_best = 0;              // evaluations since the best
   };
 
   void start_epoch(Slot& s);
   Status restore(int slot, const std::string& checkpoint);
-  void predict_chunk(int slot, const std::vector<int32_t>& order, int64_t chunk, int64_t stop,
-                     const std::vector<int64_t>& offset, at::Tensor& predictions);
+  Status restore_best(Slot& s, const std::string& text);
+  void predict_chunk(int slot, const text::Dataset& data, const std::vector<int32_t>& order, int64_t chunk,
+                     int64_t stop, const std::vector<int64_t>& offset, at::Tensor& predictions);
   // The step's parts (trainer.cpp).
   std::vector<SegmentInput> rank_share(const std::vector<int>& active, StepReport& report) const;
   void forward_backward(std::vector<SegmentInput> inputs);
@@ -142,6 +175,7 @@ class Trainer {
   BatchBuilder builder_;
   std::vector<Slot> slots_;
   at::Tensor adam_m_, adam_v_, mask_;  // [S, row] fp32, like the parameters
+  at::Tensor best_params_;             // [S, row]: each slot's parameters at its best evaluation
 };
 
 }  // namespace bitfleet::engine

@@ -1,5 +1,7 @@
 // The trainer's files: a slot's checkpoint (resumable state) and artifact (its result), and
 // restoring a slot from a checkpoint. safetensors bytes with metadata.
+#include <cmath>
+#include <limits>
 #include <map>
 
 #include <ATen/ATen.h>
@@ -19,6 +21,26 @@ void add_tensor(safetensors::Writer& w, const std::string& name, const at::Tenso
         {reinterpret_cast<const std::byte*>(c.data_ptr<float>()), static_cast<size_t>(c.numel()) * 4});
 }
 
+// Metrics in their order, primary first: [[name, value], ...].
+nlohmann::json metrics_array(const Metrics& m) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [name, value] : m) out.push_back({name, value});
+  return out;
+}
+
+Result<Metrics> metrics_from_array(const nlohmann::json& j) {
+  Metrics m;
+  if (!j.is_array()) return data_loss("metrics must be a list");
+  for (const auto& pair : j) {
+    if (!pair.is_array() || pair.size() != 2 || !pair[0].is_string() || !(pair[1].is_number() || pair[1].is_null())) {
+      return data_loss("metrics must be [name, value] pairs");
+    }
+    // JSON has no NaN or infinity: a value that was not finite comes back as null.
+    m.emplace_back(pair[0].get<std::string>(), pair[1].is_null() ? std::nan("") : pair[1].get<double>());
+  }
+  return m;
+}
+
 }  // namespace
 
 std::string Trainer::checkpoint(int slot) const {
@@ -26,6 +48,13 @@ std::string Trainer::checkpoint(int slot) const {
   safetensors::Writer w;
   for (auto [prefix, buffer] : {std::pair{"param", model_.params()}, {"adam_m", adam_m_}, {"adam_v", adam_v_}}) {
     for (const auto& [name, t] : trained_tensors(slot, buffer)) add_tensor(w, std::string(prefix) + "/" + name, t);
+  }
+  if (s.best) {  // the best evaluation so far survives a resume
+    for (const auto& [name, t] : trained_tensors(slot, best_params_)) add_tensor(w, "best/" + name, t);
+    w.set_metadata("best", nlohmann::json({{"step", s.best->step}, {"epoch", s.best->epoch},
+                                           {"metrics", metrics_array(s.best->metrics)}, {"score", std::isfinite(s.best_score) ? nlohmann::json(s.best_score) : nlohmann::json()},
+                                           {"since", s.since_best}})
+                               .dump());
   }
   w.set_metadata("bitfleet_checkpoint", "1");
   w.set_metadata("job_id", s.job.id);
@@ -69,8 +98,15 @@ Status Trainer::restore(int slot, const std::string& checkpoint) {
     return value;
   };
   if (meta.count("request")) {
+    // Compared in canonical form, so a checkpoint written before a new hyperparameter (with its
+    // default) existed still resumes.
     auto stored = common::parse_json(meta.at("request"), "checkpoint of " + s.job.id + ": request");
-    if (!stored.is_ok() || *stored != common::to_json(s.job.request)) {
+    const nlohmann::json want = common::to_json(s.job.request);
+    auto canonical = [&] {
+      auto request = common::parse_job_request(*stored, common::FileRefs::kLocalPaths);
+      return request.is_ok() && common::to_json(*request) == want;
+    };
+    if (!stored.is_ok() || (*stored != want && !canonical())) {
       return invalid_argument("checkpoint of " + s.job.id + " was made for a different job request");
     }
   }
@@ -85,12 +121,32 @@ Status Trainer::restore(int slot, const std::string& checkpoint) {
     groups[t.name.substr(0, slash)].emplace_back(t.name.substr(slash + 1), value);
   }
   const int64_t n = task.num_outputs();
-  for (auto [prefix, buffer] : {std::pair{"param", model_.params()}, {"adam_m", adam_m_}, {"adam_v", adam_v_}}) {
+  std::vector<std::pair<const char*, at::Tensor>> buffers = {{"param", model_.params()}, {"adam_m", adam_m_}, {"adam_v", adam_v_}};
+  if (meta.count("best")) buffers.emplace_back("best", best_params_);
+  for (auto [prefix, buffer] : buffers) {
     BITFLEET_ASSIGN_OR_RETURN(int copied, model_.import_slot(buffer, slot, task.type, n, groups[prefix]));
     if (copied != static_cast<int>(trained_tensors(slot, buffer).size())) {
       return data_loss("checkpoint of " + s.job.id + " lacks some of the job's " + prefix + " tensors");
     }
   }
+  if (meta.count("best")) BITFLEET_RETURN_IF_ERROR(restore_best(s, meta.at("best")));
+  return Status::ok();
+}
+
+// The best evaluation's record from a checkpoint's "best" metadata (its tensors are restored by
+// the caller).
+Status Trainer::restore_best(Slot& s, const std::string& text) {
+  const std::string where = "checkpoint of " + s.job.id + ": best";
+  BITFLEET_ASSIGN_OR_RETURN(nlohmann::json j, common::parse_json(text, where));
+  if (!j.is_object() || !j["step"].is_number_integer() || !j["epoch"].is_number_integer() || !(j["score"].is_number() || j["score"].is_null()) ||
+      !j["since"].is_number_integer()) {
+    return data_loss(where + " is malformed");
+  }
+  auto metrics = metrics_from_array(j["metrics"]);
+  if (!metrics.is_ok()) return data_loss(where + ": " + metrics.status().message());
+  s.best = BestEvaluation{j["step"].get<int64_t>(), j["epoch"].get<int64_t>(), std::move(metrics).value()};
+  s.best_score = j["score"].is_null() ? -std::numeric_limits<double>::infinity() : j["score"].get<double>();
+  s.since_best = j["since"].get<int64_t>();
   return Status::ok();
 }
 

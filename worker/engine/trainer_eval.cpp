@@ -1,6 +1,9 @@
-// Trainer::evaluate: a slot's validation metrics, a collective over the group's ranks.
+// Trainer::evaluate: a slot's validation (or test) metrics, a collective over the group's ranks;
+// evaluation during training and the best evaluation's parameters.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <limits>
 #include <numeric>
 
 #include <ATen/ATen.h>
@@ -42,10 +45,10 @@ Metrics score(const common::TaskSpec& task, const std::vector<text::Example>& ex
 
 // A validation chunk's predictions into their places: examples order[chunk, stop) were run; their
 // predictions go to `offset` (one per example, or one per labelled token).
-void Trainer::predict_chunk(int slot, const std::vector<int32_t>& order, int64_t chunk, int64_t stop,
-                            const std::vector<int64_t>& offset, at::Tensor& predictions) {
+void Trainer::predict_chunk(int slot, const text::Dataset& data, const std::vector<int32_t>& order, int64_t chunk,
+                            int64_t stop, const std::vector<int64_t>& offset, at::Tensor& predictions) {
   const Slot& s = slots_[slot];
-  const auto& examples = s.job.validation->examples;
+  const auto& examples = data.examples;
   const auto& task = s.job.request.task;
   SegmentInput in{.slot = slot, .task = task.type, .num_outputs = task.num_outputs(), .with_labels = false};
   for (int64_t k = chunk; k < stop; ++k) in.examples.push_back({examples[order[k]].ids, examples[order[k]].type_ids});
@@ -77,10 +80,11 @@ void Trainer::predict_chunk(int slot, const std::vector<int32_t>& order, int64_t
   predictions.index_copy_(0, upload(targets, device), values.index_select(0, upload(sources, device)));
 }
 
-Result<Metrics> Trainer::evaluate(int slot) {
+Result<Metrics> Trainer::evaluate(int slot, Split split) {
   const Slot& s = slots_[slot];
-  if (!s.job.validation) return Metrics{};
-  const auto& examples = s.job.validation->examples;
+  const auto& data = split == Split::kValidation ? s.job.validation : s.job.test;
+  if (!data) return Metrics{};
+  const auto& examples = data->examples;
   const auto& task = s.job.request.task;
   const int64_t n = static_cast<int64_t>(examples.size());
   // Prediction slots: one per example, or one per labelled token.
@@ -98,13 +102,48 @@ Result<Metrics> Trainer::evaluate(int slot) {
   at::Tensor predictions = at::zeros({std::max<int64_t>(1, offset[n])},
                                      at::TensorOptions().dtype(at::kFloat).device(model_.params().device()));
   for (int64_t chunk = begin; chunk < end; chunk += options_.eval_batch_size) {
-    predict_chunk(slot, order, chunk, std::min(end, chunk + options_.eval_batch_size), offset, predictions);
+    predict_chunk(slot, *data, order, chunk, std::min(end, chunk + options_.eval_batch_size), offset, predictions);
   }
   // Each rank filled its share and left zeros elsewhere: the sum is every prediction.
   BITFLEET_RETURN_IF_ERROR(comm_.all_reduce_sum(predictions.data_ptr<float>(), static_cast<size_t>(predictions.numel()),
                                                 compute_stream(predictions)));
   at::Tensor host = predictions.to(at::kCPU);
   return score(task, examples, host.data_ptr<float>(), offset[n]);
+}
+
+Result<Evaluation> Trainer::evaluate_for_best(int slot) {
+  const auto start = std::chrono::steady_clock::now();
+  Slot& s = slots_[slot];
+  const auto& h = s.job.request.hyperparameters;
+  Evaluation e{.step = s.progress.step, .epoch = s.progress.epoch};
+  BITFLEET_ASSIGN_OR_RETURN(e.metrics, evaluate(slot));
+  // The score: metric_for_best, higher is better; a metric that is not a number (a constant
+  // prediction's correlation) never wins. Ties keep the earlier evaluation.
+  const std::string metric = h.metric_for_best.empty() ? common::default_metric_for_best(s.job.request.task.type)
+                                                        : h.metric_for_best;
+  double score = -std::numeric_limits<double>::infinity();
+  for (const auto& [name, value] : e.metrics) {
+    if (name == metric && std::isfinite(value)) score = common::metric_minimised(name) ? -value : value;
+  }
+  e.improved = !s.best || score > s.best_score;
+  if (e.improved) {
+    s.best = BestEvaluation{e.step, e.epoch, e.metrics};
+    s.best_score = score;
+    s.since_best = 0;
+    at::NoGradGuard no_grad;
+    best_params_[slot].copy_(model_.params()[slot]);
+  } else {
+    ++s.since_best;
+  }
+  e.stop = h.early_stopping_patience > 0 && s.since_best >= h.early_stopping_patience;
+  e.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return e;
+}
+
+void Trainer::use_best(int slot) {
+  if (!slots_[slot].best) return;
+  at::NoGradGuard no_grad;
+  model_.params()[slot].copy_(best_params_[slot]);
 }
 
 }  // namespace bitfleet::engine

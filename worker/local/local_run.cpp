@@ -5,6 +5,7 @@
 #include <deque>
 #include <filesystem>
 #include <map>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -12,6 +13,7 @@
 #include "common/json_fields.h"
 #include "common/log.h"
 #include "worker/engine/session.h"
+#include "worker/engine/slot_loop.h"
 
 namespace bitfleet::local {
 
@@ -30,11 +32,12 @@ struct LocalJob {
   std::string name;
   int64_t start_after_step = 0;
   common::JobRequest request;
-  std::shared_ptr<const text::Dataset> train, validation;
+  std::shared_ptr<const text::Dataset> train, validation, test;
   // Outcome
   std::string status = "queued";
   std::string reason;
-  Metrics eval;
+  engine::JobOutcome outcome;
+  json evaluations = json::array();
   double last_loss = 0.0;
   int64_t steps = 0;
   std::chrono::steady_clock::time_point started;
@@ -93,7 +96,9 @@ Result<Spec> read_spec(const std::string& path) {
     if (!request.is_ok()) return request.status().with_context(path);
     job.request = std::move(request).value();
     job.request.train_file = resolve(base, job.request.train_file);
-    if (!job.request.validation_file.empty()) job.request.validation_file = resolve(base, job.request.validation_file);
+    for (std::string* file : {&job.request.validation_file, &job.request.test_file}) {
+      if (!file->empty()) *file = resolve(base, *file);
+    }
     for (const auto& other : spec.jobs) {
       if (other.name == job.name) return invalid_argument(path + ": two jobs are named \"" + job.name + "\"");
     }
@@ -108,15 +113,10 @@ std::string format_loss(double v) {
   return buf;
 }
 
-json metrics_json(const Metrics& m) {
-  json out = json::object();
-  for (const auto& [k, v] : m) out[k] = v;
-  return out;
-}
-
-// One run: the spec's jobs through the session's slots. Every rank runs it with the same
-// decisions (the spec and the step reports are the same everywhere); rank 0 writes the files.
-class LocalRun {
+// One run: the spec's jobs through the session's slots, as the slot loop's driver. Every rank
+// runs it with the same decisions (the spec and the step reports are the same everywhere); rank 0
+// writes the files.
+class LocalRun final : public engine::SlotDriver {
  public:
   LocalRun(const LocalRunOptions& options, Spec spec, Session& session, comm::Communicator& comm)
       : options_(options), spec_(std::move(spec)), trainer_(session.trainer()), tokenizer_(*session.tokenizer()),
@@ -126,18 +126,19 @@ class LocalRun {
     BITFLEET_RETURN_IF_ERROR(load_data());
     for (auto& job : spec_.jobs) pending_.push_back(&job);
     run_start_ = window_start_ = std::chrono::steady_clock::now();
-    while (true) {
-      BITFLEET_RETURN_IF_ERROR(admit_waiting());
-      if (running_.empty() && pending_.empty()) break;
-      if (running_.empty()) {  // only jobs held back by start_after_step: the clock is the step count
-        ++steps_;
-        continue;
-      }
-      BITFLEET_ASSIGN_OR_RETURN(StepReport report, trainer_.step());
-      count(report);
-      for (const auto& [slot, reason] : report.failed) fail(slot, reason);
-      for (int slot : report.finished) BITFLEET_RETURN_IF_ERROR(finish(slot));
-      log_progress(report);
+    BITFLEET_RETURN_IF_ERROR(engine::run_slot_loop(trainer_, *this));
+    BITFLEET_RETURN_IF_ERROR(error_);
+    return leader_ ? write_metrics() : Status::ok();
+  }
+
+  // After the last step's results: its log line, checkpoints, --stop-after-steps; then waiting
+  // jobs into free slots (from their checkpoints with --resume).
+  Result<engine::Turn> next_turn(const Trainer& trainer) override {
+    engine::Turn turn;
+    BITFLEET_RETURN_IF_ERROR(error_);
+    if (last_report_) {
+      log_progress(*last_report_);
+      last_report_.reset();
       if (options_.checkpoint_every > 0 && steps_ % options_.checkpoint_every == 0) {
         BITFLEET_RETURN_IF_ERROR(write_checkpoints());
       }
@@ -145,10 +146,78 @@ class LocalRun {
         BITFLEET_RETURN_IF_ERROR(write_checkpoints());
         for (auto& [slot, job] : running_) job->status = "stopped";
         stopped_ = true;
-        break;
+        turn.stop = true;
+        return turn;
       }
     }
-    return leader_ ? write_metrics() : Status::ok();
+    std::vector<int> free = trainer.free_slots();
+    for (auto it = pending_.begin(); it != pending_.end() && turn.admit.size() < free.size();) {
+      LocalJob* job = *it;
+      if (job->start_after_step > steps_) {
+        ++it;
+        continue;
+      }
+      engine::Admission a{free[turn.admit.size()], {job->name, job->request, job->train, job->validation, job->test}, {}};
+      const std::string path = checkpoints_ + job->name + ".safetensors";
+      if (options_.resume && fs::exists(path)) {
+        BITFLEET_ASSIGN_OR_RETURN(a.checkpoint, common::read_file(path));
+      }
+      admitting_[a.slot] = job;
+      turn.admit.push_back(std::move(a));
+      it = pending_.erase(it);
+    }
+    if (running_.empty() && turn.admit.empty()) {
+      // Nothing to train: done, or only jobs held back by start_after_step (the clock is the step count).
+      if (pending_.empty()) turn.stop = true;
+      ++steps_;
+    }
+    return turn;
+  }
+
+  void admitted(const engine::Admission& admission, const Status& outcome) override {
+    LocalJob* job = admitting_[admission.slot];
+    if (!outcome.is_ok()) {
+      if (error_.is_ok()) error_ = outcome.with_context("job " + job->name);
+      return;
+    }
+    job->status = "running";
+    job->started = std::chrono::steady_clock::now();
+    running_[admission.slot] = job;
+  }
+
+  Status stepped(const StepReport& report) override {
+    count(report);
+    last_report_ = report;
+    return Status::ok();
+  }
+
+  void failed(int slot, const std::string& reason) override {
+    LocalJob* job = running_[slot];
+    job->status = "failed";
+    job->reason = reason;
+    job->seconds = seconds_since(job->started);
+    if (leader_) BITFLEET_LOG(kWarning) << "job " << job->name << " failed: " << reason;
+    running_.erase(slot);
+  }
+
+  Status evaluated(int slot, const engine::Evaluation& evaluation) override {
+    running_[slot]->evaluations.push_back(engine::evaluation_json(evaluation, std::nullopt));
+    return Status::ok();
+  }
+
+  Status finished(int slot, const engine::JobOutcome& outcome) override {
+    LocalJob* job = running_[slot];
+    job->outcome = outcome;
+    job->status = "succeeded";
+    job->seconds = seconds_since(job->started);
+    if (leader_) {
+      std::map<std::string, std::string> meta = engine::outcome_metadata(outcome);
+      meta.insert({{"backbone", fs::path(spec_.backbone).filename().string()}, {"train_loss", format_loss(job->last_loss)}});
+      BITFLEET_RETURN_IF_ERROR(common::write_file_atomic(options_.out_dir + "/" + job->name + ".safetensors",
+                                                         trainer_.artifact(slot, meta)));
+    }
+    running_.erase(slot);
+    return Status::ok();
   }
 
  private:
@@ -160,39 +229,14 @@ class LocalRun {
       BITFLEET_ASSIGN_OR_RETURN(text::Dataset train, text::load_dataset(r.train_file, r.train_file, r.task, tokenizer_,
                                                                         r.hyperparameters.max_seq_len));
       job.train = std::make_shared<text::Dataset>(std::move(train));
-      if (!r.validation_file.empty()) {
-        BITFLEET_ASSIGN_OR_RETURN(text::Dataset val, text::load_dataset(r.validation_file, r.validation_file, r.task,
-                                                                        tokenizer_, r.hyperparameters.max_seq_len));
-        job.validation = std::make_shared<text::Dataset>(std::move(val));
+      for (auto [file, data] : {std::pair{&r.validation_file, &job.validation}, {&r.test_file, &job.test}}) {
+        if (file->empty()) continue;
+        BITFLEET_ASSIGN_OR_RETURN(text::Dataset loaded, text::load_dataset(*file, *file, r.task, tokenizer_,
+                                                                           r.hyperparameters.max_seq_len));
+        *data = std::make_shared<text::Dataset>(std::move(loaded));
       }
     }
     return leader_ ? common::make_directories(checkpoints_) : Status::ok();
-  }
-
-  // Waiting jobs into free slots, from their checkpoints with --resume.
-  Status admit_waiting() {
-    for (auto it = pending_.begin(); it != pending_.end();) {
-      auto slot = trainer_.free_slot();
-      if (!slot) break;
-      LocalJob* job = *it;
-      if (job->start_after_step > steps_) {
-        ++it;
-        continue;
-      }
-      std::string saved;
-      const std::string path = checkpoints_ + job->name + ".safetensors";
-      if (options_.resume && fs::exists(path)) {
-        BITFLEET_ASSIGN_OR_RETURN(saved, common::read_file(path));
-      }
-      TrainJob tj{job->name, job->request, job->train, job->validation};
-      BITFLEET_RETURN_IF_ERROR(trainer_.admit(*slot, std::move(tj), saved.empty() ? nullptr : &saved)
-                                   .with_context("job " + job->name));
-      job->status = "running";
-      job->started = std::chrono::steady_clock::now();
-      running_[*slot] = job;
-      it = pending_.erase(it);
-    }
-    return Status::ok();
   }
 
   void count(const StepReport& report) {
@@ -210,33 +254,6 @@ class LocalRun {
 
   double seconds_since(std::chrono::steady_clock::time_point t) const {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-  }
-
-  void fail(int slot, const std::string& reason) {
-    LocalJob* job = running_[slot];
-    job->status = "failed";
-    job->reason = reason;
-    job->seconds = seconds_since(job->started);
-    if (leader_) BITFLEET_LOG(kWarning) << "job " << job->name << " failed: " << reason;
-    trainer_.release(slot);
-    running_.erase(slot);
-  }
-
-  Status finish(int slot) {
-    LocalJob* job = running_[slot];
-    BITFLEET_ASSIGN_OR_RETURN(job->eval, trainer_.evaluate(slot));
-    job->status = "succeeded";
-    job->seconds = seconds_since(job->started);
-    if (leader_) {
-      std::map<std::string, std::string> meta = {{"backbone", fs::path(spec_.backbone).filename().string()},
-                                                 {"metrics", metrics_json(job->eval).dump()},
-                                                 {"train_loss", format_loss(job->last_loss)}};
-      BITFLEET_RETURN_IF_ERROR(common::write_file_atomic(options_.out_dir + "/" + job->name + ".safetensors",
-                                                         trainer_.artifact(slot, meta)));
-    }
-    trainer_.release(slot);
-    running_.erase(slot);
-    return Status::ok();
   }
 
   void log_progress(const StepReport& report) {
@@ -269,8 +286,19 @@ class LocalRun {
                 {"examples_per_second", examples_ / total}, {"ranks", comm_.size()}, {"stopped", stopped_},
                 {"jobs", json::object()}};
     for (const auto& job : spec_.jobs) {
-      json j = {{"status", job.status}, {"steps", job.steps}, {"train_loss", job.last_loss},
-                {"eval", metrics_json(job.eval)}, {"seconds", job.seconds}};
+      const auto& o = job.outcome;
+      json j = {{"status", job.status},
+                {"steps", job.steps},
+                {"train_loss", job.last_loss},
+                {"eval", engine::metrics_json(o.metrics())},
+                {"final_eval", engine::metrics_json(o.final_metrics)},
+                {"test", engine::metrics_json(o.test_metrics)},
+                {"best", o.best ? json({{"step", o.best->step}, {"epoch", o.best->epoch},
+                                        {"metrics", engine::metrics_json(o.best->metrics)}})
+                                : json()},
+                {"stopped_early", o.stopped_early},
+                {"evaluations", job.evaluations},
+                {"seconds", job.seconds}};
       if (!job.reason.empty()) j["reason"] = job.reason;
       out["jobs"][job.name] = j;
     }
@@ -286,6 +314,9 @@ class LocalRun {
   const std::string checkpoints_;
   std::deque<LocalJob*> pending_;
   std::map<int, LocalJob*> running_;
+  std::map<int, LocalJob*> admitting_;  // the last turn's admissions, by slot
+  std::optional<StepReport> last_report_;
+  Status error_;  // an admission that failed: the run stops at the next turn
   int64_t steps_ = 0, examples_ = 0, tokens_ = 0;
   int64_t window_steps_ = 0, window_examples_ = 0, window_tokens_ = 0;
   std::chrono::steady_clock::time_point run_start_, window_start_;

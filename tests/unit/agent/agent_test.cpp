@@ -200,7 +200,7 @@ TEST_F(AgentTest, ReportsReachTheCoordinatorInOrder) {
   ASSERT_EQ(leased.size(), 1u);
   agent->send_events(id, 1, {{"train_loss", {{"step", 1}, {"loss", 0.5}}}});
   agent->upload_checkpoint(id, 1, 1, "checkpoint-1");
-  agent->complete(id, 1, "artifact-bytes", {{"accuracy", 1.0}}, 0.25, 2);
+  agent->complete(id, 1, "artifact-bytes", {.metrics = {{"accuracy", 1.0}}, .train_loss = 0.25, .steps = 2});
   ASSERT_TRUE(agent->drain(10s));
   EXPECT_EQ(status_of(id), "succeeded");
   EXPECT_EQ(admin_->request("GET", "/v1/jobs/" + id + "/artifact")->body, "artifact-bytes");

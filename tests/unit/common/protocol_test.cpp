@@ -10,12 +10,14 @@ namespace {
 LeasedJob sample_job() {
   return {"job-0123456789abcdef01234567", 3, {{"backbone", "tiny"}},
           {"file-0123456789abcdef01234567", "t.tsv", std::string(64, 'a'), 120},
-          FileRef{"file-0123456789abcdef01234568", "d.tsv", std::string(64, 'b'), 60}, 40};
+          FileRef{"file-0123456789abcdef01234568", "d.tsv", std::string(64, 'b'), 60},
+          FileRef{"file-0123456789abcdef01234569", "e.tsv", std::string(64, 'c'), 50}, 40};
 }
 
 TEST(ProtocolTest, LeaseGrantRoundTrips) {
   LeaseGrant grant{{sample_job(), sample_job()}, 30};
   grant.jobs[1].validation_file.reset();
+  grant.jobs[1].test_file.reset();
   grant.jobs[1].checkpoint_step.reset();
   auto back = parse_lease_grant(to_json(grant).dump());
   ASSERT_TRUE(back.is_ok()) << back.status().to_string();
@@ -24,6 +26,8 @@ TEST(ProtocolTest, LeaseGrantRoundTrips) {
   EXPECT_EQ(back->jobs[0].checkpoint_step, 40);
   EXPECT_EQ(back->jobs[0].validation_file->sha256, std::string(64, 'b'));
   EXPECT_FALSE(back->jobs[1].validation_file.has_value());
+  EXPECT_EQ(back->jobs[0].test_file->filename, "e.tsv");
+  EXPECT_FALSE(back->jobs[1].test_file.has_value());
   EXPECT_DOUBLE_EQ(back->lease_seconds, 30);
 }
 

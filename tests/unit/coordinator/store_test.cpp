@@ -223,9 +223,9 @@ TEST_F(StoreTest, JobFailsOnceItsLeaseExpiredTooOften) {
 TEST_F(StoreTest, CompletionNeedsTheArtifact) {
   std::string id = create();
   lease(1, 1000);
-  EXPECT_EQ(store_->complete_job(id, kGroup, 1, {}, 0.1, 10, 1100).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->complete_job(id, kGroup, 1, {}, 0.1, 10, {}, 1100).status().code(), StatusCode::kFailedPrecondition);
   ASSERT_TRUE(store_->set_artifact(id, kGroup, 1, "blob", 3, "sha").is_ok());
-  auto done = store_->complete_job(id, kGroup, 1, {{"accuracy", 0.9}}, 0.1, 10, 1200);
+  auto done = store_->complete_job(id, kGroup, 1, {{"accuracy", 0.9}}, 0.1, 10, {}, 1200);
   ASSERT_TRUE(done.is_ok());
   EXPECT_EQ(done->status, kSucceeded);
   EXPECT_DOUBLE_EQ(done->metrics["accuracy"].get<double>(), 0.9);

@@ -9,6 +9,7 @@
 
 #include "common/file_util.h"
 #include "common/job_spec.h"
+#include "common/sweep_spec.h"
 #include "common/table_reader.h"
 
 namespace bitfleet::cli {
@@ -52,6 +53,9 @@ constexpr Column kColumns[] = {
     {"priority", "/priority", Kind::kInteger},
 };
 constexpr std::string_view kMetadataPrefix = "metadata.";
+// A sweep row is checked against the coordinator's default limit; a coordinator started with a
+// lower --max-sweep-variants refuses it with the row named.
+constexpr int64_t kMaxSweepVariants = 64;
 
 const Column* find_column(std::string_view name) {
   for (const Column& c : kColumns) {
@@ -202,6 +206,22 @@ Result<std::vector<ManifestTask>> read_manifest(const std::string& path, const j
       if (cell.is_null() || (cell.is_string() && cell.get<std::string>().empty())) continue;
       const Column* column = find_column(name);
       std::string pointer = column ? column->pointer : "/metadata/" + name.substr(kMetadataPrefix.size());
+      const bool swept = column && pointer.rfind("/hyperparameters/", 0) == 0 && column->kind != Kind::kBiasTerms &&
+                         cell.is_string() && cell.get<std::string>().find('|') != std::string::npos;
+      if (swept) {  // one grid entry, each value converted as the column's
+        json values = json::array();
+        for (const auto& item : split_list(cell.get<std::string>())) {
+          auto value = convert(json(item), column->kind, base_dir);
+          if (!value.is_ok()) {
+            fail(name, value.status().message());
+            row_ok = false;
+            break;
+          }
+          values.push_back(std::move(value).value());
+        }
+        task.grid[name] = std::move(values);
+        continue;
+      }
       auto value = convert(cell, column ? column->kind : Kind::kString, base_dir);
       if (!value.is_ok()) {
         fail(name, value.status().message());
@@ -211,10 +231,17 @@ Result<std::vector<ManifestTask>> read_manifest(const std::string& path, const j
       task.request[json::json_pointer(pointer)] = std::move(value).value();
     }
     if (!row_ok) continue;
-    Status valid = common::parse_job_request(task.request, common::FileRefs::kLocalPaths).status();
+    Status valid = task.grid.empty()
+                       ? common::parse_job_request(task.request, common::FileRefs::kLocalPaths).status()
+                       : common::parse_sweep_request({{"base", task.request}, {"grid", task.grid}},
+                                                     common::FileRefs::kLocalPaths, kMaxSweepVariants)
+                             .status();
     if (valid.is_ok()) valid = check_columns(task.request, files);
     if (!valid.is_ok()) {
-      const std::string column = manifest_column(valid.field());
+      std::string field = valid.field();
+      if (field.rfind("base.", 0) == 0) field = field.substr(5);
+      if (field.rfind("grid.", 0) == 0) field = "hyperparameters." + field.substr(5);  // the swept column
+      const std::string column = manifest_column(field);
       fail(column, column.empty() && !valid.field().empty() ? valid.message() : bare_message(valid));
       continue;
     }

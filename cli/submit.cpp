@@ -1,6 +1,8 @@
 // bitfleet submit JOB.json | --manifest tasks.csv: local files uploaded once, jobs created in
 // batches under Idempotency-Keys, ids printed as soon as the coordinator has them.
+#include <algorithm>
 #include <filesystem>
+#include <tuple>
 
 #include "cli/commands.h"
 #include "cli/job_view.h"
@@ -101,31 +103,52 @@ int submit_manifest(Context& ctx, const std::string& manifest, const json& defau
   }
   if (!ctx.json) ctx.err << "files: " << uploads_text(uploader) << "\n";
 
-  TextTable table({"ROW", "NAME", "JOB"});
-  json created_jobs = json::array();
-  std::vector<std::string> ids;
-  for (size_t first = 0; first < tasks->size(); first += batch_size) {
+  // Plain rows go in batches of jobs; sweep rows (a '|' cell) each as a sweep.
+  std::vector<ManifestTask> plain, sweeps;
+  for (ManifestTask& task : *tasks) (task.grid.empty() ? plain : sweeps).push_back(std::move(task));
+  std::vector<std::tuple<int64_t, std::string, std::string>> rows;  // row, name, job or sweep id
+  json created = json::array();
+  std::vector<std::string> ids;  // what --watch follows: the jobs and every sweep's variants
+  auto print_rows = [&] {
+    std::sort(rows.begin(), rows.end());
+    TextTable table({"ROW", "NAME", "JOB"});
+    for (const auto& [row, name, id] : rows) table.add({std::to_string(row), name, id});
+    table.print(ctx.out);
+  };
+  auto refused = [&](const Status& s) {
+    if (!ctx.json) print_rows();
+    ctx.err << "bitfleet: created " << rows.size() << " of " << plain.size() + sweeps.size() << " rows' jobs and sweeps"
+            << (rows.empty() ? "" : " (listed above; they stand)") << " before the coordinator refused one\n";
+    return fail(ctx, s);
+  };
+  for (size_t first = 0; first < plain.size(); first += batch_size) {
     json batch = {{"jobs", json::array()}};
-    for (size_t i = first; i < std::min(tasks->size(), first + batch_size); ++i) batch["jobs"].push_back((*tasks)[i].request);
-    auto created = ctx.api.post("/v1/jobs/batch", batch, new_idempotency_key());
-    if (!created.is_ok()) {
-      if (!ctx.json) table.print(ctx.out);
-      ctx.err << "bitfleet: created " << ids.size() << " of " << tasks->size() << " jobs"
-              << (ids.empty() ? "" : " (listed above; they stand)") << " before the coordinator refused a batch\n";
-      return fail(ctx, locate(created.status(), *tasks, first, manifest));
-    }
-    for (const json& job : (*created)["data"]) {
-      const ManifestTask& task = (*tasks)[created_jobs.size()];
+    for (size_t i = first; i < std::min(plain.size(), first + batch_size); ++i) batch["jobs"].push_back(plain[i].request);
+    auto jobs = ctx.api.post("/v1/jobs/batch", batch, new_idempotency_key());
+    if (!jobs.is_ok()) return refused(locate(jobs.status(), plain, first, manifest));
+    for (const json& job : (*jobs)["data"]) {
+      const ManifestTask& task = plain[ids.size()];
       ids.push_back(job["id"].get<std::string>());
-      table.add({std::to_string(task.row), task.name, ids.back()});
-      created_jobs.push_back(job);
+      rows.emplace_back(task.row, task.name, ids.back());
+      created.push_back(job);
     }
   }
+  for (const ManifestTask& task : sweeps) {
+    auto sweep = ctx.api.post("/v1/sweeps", {{"base", task.request}, {"grid", task.grid}}, new_idempotency_key());
+    if (!sweep.is_ok()) {
+      return refused(Status(sweep.status().code(), manifest + ":" + std::to_string(task.line) + ": row " +
+                                                       std::to_string(task.row) + " (a sweep): " + sweep.status().message()));
+    }
+    for (const auto& v : (*sweep)["variants"]) ids.push_back(v["job"].get<std::string>());
+    rows.emplace_back(task.row, task.name, (*sweep)["id"].get<std::string>());
+    created.push_back(*sweep);
+  }
   if (ctx.json) {
-    ctx.out << created_jobs.dump(2) << "\n";
+    ctx.out << created.dump(2) << "\n";
   } else {
-    table.print(ctx.out);
-    ctx.err << "created " << ids.size() << " jobs from " << manifest << "\n";
+    print_rows();
+    ctx.err << "created " << plain.size() << " jobs and " << sweeps.size() << " sweeps (" << ids.size() - plain.size()
+            << " variants) from " << manifest << "\n";
   }
   return watch ? watch_ids(ctx, ids, interval) : kExitOk;
 }

@@ -38,6 +38,8 @@ CoordinatorMetrics::CoordinatorMetrics()
       requeues_(prometheus::BuildCounter().Name("bitfleet_job_requeues_total")
                     .Help("Jobs queued again after their lease expired").Register(*registry_).Add({})),
       jobs_(prometheus::BuildGauge().Name("bitfleet_jobs").Help("Jobs in the store, by status").Register(*registry_)),
+      sweeps_by_status_(prometheus::BuildGauge().Name("bitfleet_sweeps")
+                            .Help("Sweeps in the store, by status (from their variants')").Register(*registry_)),
       groups_(prometheus::BuildGauge().Name("bitfleet_worker_groups")
                   .Help("Worker groups, by state (lost: no heartbeat for three intervals)").Register(*registry_)),
       groups_active_(groups_.Add({{"state", "active"}})),
@@ -52,6 +54,7 @@ CoordinatorMetrics::CoordinatorMetrics()
                        .Help("Queued and running jobs per tenant (fair share)").Register(*registry_)) {
   for (const char* s : kStatuses) {
     jobs_.Add({{"status", s}});
+    sweeps_by_status_.Add({{"status", s}});
     if (std::string(s) != "queued" && std::string(s) != "running") finished_.Add({{"status", s}});
   }
   variants_stopped_.Add({{"reason", "successive_halving"}});
@@ -98,7 +101,8 @@ void CoordinatorMetrics::lease_expired(bool requeued) {
 }
 
 std::string CoordinatorMetrics::scrape(const std::vector<JobCount>& jobs, const WorkerGauges& workers,
-                                       const std::vector<Store::TenantCount>& tenant_jobs) {
+                                       const std::vector<Store::TenantCount>& tenant_jobs,
+                                       const std::vector<JobCount>& sweeps) {
   {
     std::lock_guard<std::mutex> lock(tenants_mutex_);
     for (const auto& t : tenant_jobs) tenants_seen_.insert(t.tenant);
@@ -111,6 +115,8 @@ std::string CoordinatorMetrics::scrape(const std::vector<JobCount>& jobs, const 
   }
   for (const char* s : kStatuses) jobs_.Add({{"status", s}}).Set(0);
   for (const auto& j : jobs) jobs_.Add({{"status", j.status}}).Set(static_cast<double>(j.count));
+  for (const char* s : kStatuses) sweeps_by_status_.Add({{"status", s}}).Set(0);
+  for (const auto& w : sweeps) sweeps_by_status_.Add({{"status", w.status}}).Set(static_cast<double>(w.count));
   groups_active_.Set(static_cast<double>(workers.active_groups));
   groups_lost_.Set(static_cast<double>(workers.lost_groups));
   slots_.Set(static_cast<double>(workers.slots));

@@ -49,7 +49,7 @@ class CoordinatorMetrics {
   // The exposition text, after setting the gauges from the store's current state. Tenant labels
   // come from the token file's tenants only (bounded by configuration, not by use).
   std::string scrape(const std::vector<JobCount>& jobs, const WorkerGauges& workers,
-                     const std::vector<Store::TenantCount>& tenant_jobs);
+                     const std::vector<Store::TenantCount>& tenant_jobs, const std::vector<JobCount>& sweeps);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -64,6 +64,7 @@ class CoordinatorMetrics {
   prometheus::Counter& lease_expiries_;
   prometheus::Counter& requeues_;
   prometheus::Family<prometheus::Gauge>& jobs_;
+  prometheus::Family<prometheus::Gauge>& sweeps_by_status_;
   prometheus::Family<prometheus::Gauge>& groups_;
   prometheus::Gauge& groups_active_;
   prometheus::Gauge& groups_lost_;

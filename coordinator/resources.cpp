@@ -1,5 +1,6 @@
 #include "coordinator/resources.h"
 
+#include <algorithm>
 #include <optional>
 #include <string>
 
@@ -90,20 +91,14 @@ std::optional<double> objective_value(const nlohmann::json& objective, const Job
   return v.metrics[metric].get<double>();
 }
 
-std::string sweep_status(const SweepRecord& sweep, const std::vector<JobRecord>& variants) {
-  if (sweep.cancelled) return kCancelled;
-  bool any_running = false, any_queued = false, any_succeeded = false;
-  for (const auto& v : variants) {
-    any_running |= v.status == kRunning;
-    any_queued |= v.status == kQueued;
-    any_succeeded |= v.status == kSucceeded;
-  }
-  if (any_running || (any_queued && any_succeeded)) return kRunning;
-  if (any_queued) return kQueued;
-  return any_succeeded ? kSucceeded : kFailed;
-}
-
 }  // namespace
+
+std::string sweep_status(bool cancelled, int64_t queued, int64_t running, int64_t succeeded) {
+  if (cancelled) return kCancelled;
+  if (running > 0 || (queued > 0 && succeeded > 0)) return kRunning;
+  if (queued > 0) return kQueued;
+  return succeeded > 0 ? kSucceeded : kFailed;
+}
 
 const JobRecord* best_variant(const SweepRecord& sweep, const std::vector<JobRecord>& variants) {
   const nlohmann::json& objective = sweep.spec["objective"];
@@ -122,6 +117,9 @@ const JobRecord* best_variant(const SweepRecord& sweep, const std::vector<JobRec
 
 nlohmann::json sweep_json(const SweepRecord& sweep, const std::vector<JobRecord>& variants) {
   const nlohmann::json& spec = sweep.spec;
+  auto count = [&](const char* status) {
+    return std::count_if(variants.begin(), variants.end(), [&](const JobRecord& v) { return v.status == status; });
+  };
   nlohmann::json list = nlohmann::json::array();
   for (const auto& v : variants) {
     list.push_back({{"job", v.id},
@@ -137,7 +135,7 @@ nlohmann::json sweep_json(const SweepRecord& sweep, const std::vector<JobRecord>
   }
   return {{"id", sweep.id},
           {"object", "sweep"},
-          {"status", sweep_status(sweep, variants)},
+          {"status", sweep_status(sweep.cancelled, count(kQueued), count(kRunning), count(kSucceeded))},
           {"created_at", sweep.created_at / 1000},
           {"base", spec["base"]},
           {"grid", spec["grid"]},

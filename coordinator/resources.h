@@ -16,6 +16,9 @@ nlohmann::json worker_json(const WorkerRecord& worker, int64_t now, int64_t lost
 // The sweep object: its spec, status (from its variants'), each variant's grid point, status and
 // best, and the best succeeded variant by the objective.
 nlohmann::json sweep_json(const SweepRecord& sweep, const std::vector<JobRecord>& variants);
+// A sweep's status from its variants': cancelled by request; running while any variant runs (or
+// some wait and some succeeded); queued while all wait; then succeeded if one did, else failed.
+std::string sweep_status(bool cancelled, int64_t queued, int64_t running, int64_t succeeded);
 // The succeeded variant with the best objective value (ties: the earliest); null when none.
 const JobRecord* best_variant(const SweepRecord& sweep, const std::vector<JobRecord>& variants);
 

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 
 #include "common/log.h"
 #include "coordinator/handler_util.h"
 #include "coordinator/openapi_document.h"
+#include "coordinator/resources.h"
 #include "common/net/problem.h"
 
 namespace bitfleet::coordinator {
@@ -174,9 +176,15 @@ Response Service::metrics_text() {
     }
   }
   auto tenants = store_->tenant_job_counts();
+  std::map<std::string, int64_t> by_status;
+  if (auto tallies = store_->sweep_tallies(); tallies.is_ok()) {
+    for (const auto& t : *tallies) ++by_status[sweep_status(t.cancelled, t.queued, t.running, t.succeeded)];
+  }
+  std::vector<JobCount> sweeps;
+  for (const auto& [status, n] : by_status) sweeps.push_back({status, n});
   Response r;
   r.content_type = "text/plain; version=0.0.4";
-  r.body = metrics_.scrape(jobs, gauges, tenants.is_ok() ? *tenants : std::vector<Store::TenantCount>{});
+  r.body = metrics_.scrape(jobs, gauges, tenants.is_ok() ? *tenants : std::vector<Store::TenantCount>{}, sweeps);
   return r;
 }
 

@@ -57,6 +57,11 @@ class Service {
   void sweep();
   std::string upload_dir() const { return options_.data_dir + "/tmp"; }
 
+  // Successive halving's rule (sweeps_api.cpp): the sweep's `rungs` after what its `variants`
+  // report now, and the variants to stop with their reasons; false when nothing changes.
+  static bool next_rungs(const nlohmann::json& spec, const std::vector<JobRecord>& variants, nlohmann::json& rungs,
+                         std::vector<std::pair<std::string, std::string>>& stop);
+
   struct Caller {
     Principal principal;
     bool sees(const std::string& tenant) const {
@@ -101,8 +106,6 @@ class Service {
   Result<std::optional<SweepRecord>> visible_sweep(const std::string& id, const Caller& c);
   // Successive halving after a variant of `sweep_id` reported an evaluation or finished.
   void halve(const std::string& sweep_id);
-  static bool next_rungs(const nlohmann::json& spec, const std::vector<JobRecord>& variants, nlohmann::json& rungs,
-                         std::vector<std::pair<std::string, std::string>>& stop);
 
   // Worker groups (workers_api.cpp): GET /v1/workers, and the worker API.
   Response list_workers(Request& r, const Caller& c);

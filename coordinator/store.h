@@ -177,6 +177,12 @@ class Store {
   Result<std::optional<SweepRecord>> get_sweep(const std::string& id);
   Result<Page<SweepRecord>> list_sweeps(const std::string& tenant, int64_t limit, const std::string& after);
   Result<std::vector<JobRecord>> sweep_variants(const std::string& sweep_id);  // in creation order
+  // Per sweep: cancelled, and its variants queued, running and succeeded (for the metrics).
+  struct SweepTally {
+    bool cancelled = false;
+    int64_t queued = 0, running = 0, succeeded = 0;
+  };
+  Result<std::vector<SweepTally>> sweep_tallies();
   // The sweep is marked cancelled and its unfinished variants are cancelled as cancel_job does.
   Result<SweepRecord> cancel_sweep(const std::string& id, int64_t now);
   // Successive halving's decisions: the sweep's rungs become `rungs` and the `stop` variants still

@@ -67,6 +67,20 @@ Result<std::vector<JobRecord>> Store::sweep_variants(const std::string& sweep_id
   return load_variants(sweep_id);
 }
 
+Result<std::vector<Store::SweepTally>> Store::sweep_tallies() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
+      "SELECT s.cancelled, COALESCE(SUM(j.status = 'queued'), 0), COALESCE(SUM(j.status = 'running'), 0), "
+      "COALESCE(SUM(j.status = 'succeeded'), 0) FROM sweeps s LEFT JOIN jobs j ON j.sweep_id = s.id GROUP BY s.seq"));
+  std::vector<SweepTally> out;
+  while (true) {
+    BITFLEET_ASSIGN_OR_RETURN(bool row, s->step());
+    if (!row) break;
+    out.push_back({s->integer(0) != 0, s->integer(1), s->integer(2), s->integer(3)});
+  }
+  return out;
+}
+
 Result<Page<SweepRecord>> Store::list_sweeps(const std::string& tenant, int64_t limit, const std::string& after) {
   std::lock_guard<std::mutex> lock(mutex_);
   BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(

@@ -132,6 +132,31 @@ class CliTest(unittest.TestCase):
         self.assertEqual(len(self.all_jobs()), 400)
         self.assertEqual(len(self.files()), 10)
 
+    def test_a_manifest_cell_with_bar_separated_values_makes_its_row_a_sweep(self):
+        rows = [self.task_row("sentiment", "plain", learning_rate="1e-3"),
+                self.task_row("tagging", "swept", learning_rate="1e-4|1e-3|3e-3", seed="1|2"),
+                self.task_row("topic", "plain-too")]
+        header = list(rows[0])
+        manifest = self.write_manifest("sweeps.csv", header, [[r[c] for c in header] for r in rows])
+        out = self.cli("submit", "--manifest", manifest, "--backbone", "tiny")
+        table = [line.split() for line in out.stdout.splitlines()[1:]]
+        self.assertEqual([(r[0], r[1]) for r in table], [("1", "plain"), ("2", "swept"), ("3", "plain-too")])
+        self.assertTrue(table[0][2].startswith("job-") and table[2][2].startswith("job-"))
+        sweep_id = table[1][2]
+        self.assertTrue(sweep_id.startswith("sweep-"), out.stdout)
+        self.assertIn("created 2 jobs and 1 sweeps (6 variants)", out.stderr)
+        sweep = self.client.call("GET", f"/v1/sweeps/{sweep_id}").json()
+        self.assertEqual(sweep["grid"], {"learning_rate": [1e-4, 1e-3, 3e-3], "seed": [1, 2]})
+        self.assertEqual(sweep["base"]["metadata"]["name"], "swept")
+        self.assertEqual(len(self.all_jobs()), 2 + 6)
+        # A bad value among the swept ones names its row and column; nothing is created.
+        bad = [self.task_row("tagging", "bad", learning_rate="1e-3|7")]
+        path = self.write_manifest("bad-sweep.csv", header, [[r[c] for c in header] for r in bad])
+        proc = self.cli("submit", "--manifest", path, "--backbone", "tiny", check=False)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn('row 1, column "learning_rate"', proc.stderr)
+        self.assertEqual(len(self.all_jobs()), 2 + 6)
+
     def test_bad_manifests_name_line_row_and_column_and_change_nothing(self):
         good = self.task_row("sentiment", "ok")
         header = list(good)

@@ -43,15 +43,8 @@ class TempDir {
 inline std::unique_ptr<Backbone> random_backbone(const TempDir& dir, Architecture arch = Architecture::kBert,
                                                  uint64_t seed = 1) {
   at::set_num_threads(1);
-  local::RandomBackboneSpec spec;
-  spec.architecture = arch;
-  spec.layers = 2;
-  spec.hidden = 32;
-  spec.heads = 4;
-  spec.intermediate = 37;
-  spec.vocab_size = 300;
-  spec.max_sequence_length = 64;
-  spec.seed = seed;
+  const local::RandomBackboneSpec spec{.architecture = arch, .layers = 2, .hidden = 32, .heads = 4, .intermediate = 37,
+                                      .vocab_size = 300, .max_sequence_length = 64, .seed = seed};
   const std::string out = dir.sub(arch == Architecture::kBert ? "bert" : "roberta");
   Status written = local::write_random_backbone(spec, out);
   EXPECT_TRUE(written.is_ok()) << written.to_string();

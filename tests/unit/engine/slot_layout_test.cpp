@@ -11,16 +11,8 @@ using common::BiasKind;
 using common::TaskType;
 
 BackboneConfig small_config(Architecture arch) {
-  BackboneConfig c;
-  c.architecture = arch;
-  c.vocab_size = 100;
-  c.hidden = 32;
-  c.layers = 3;
-  c.heads = 4;
-  c.intermediate = 37;
-  c.max_positions = 64;
-  c.type_vocab_size = 2;
-  return c;
+  return {.architecture = arch, .vocab_size = 100, .hidden = 32, .layers = 3, .heads = 4, .intermediate = 37,
+          .max_positions = 64, .type_vocab_size = 2};
 }
 
 TEST(SlotLayoutTest, SegmentsTileTheRowWithoutOverlapAndRowsAreAligned) {
@@ -69,13 +61,8 @@ TEST(SlotLayoutTest, PoolerOnlyFeedsBertSequenceHeads) {
 }
 
 TEST(ParameterCountTest, BertBaseMatchesThePaper) {
-  BackboneConfig c = small_config(Architecture::kBert);
-  c.vocab_size = 30522;
-  c.hidden = 768;
-  c.layers = 12;
-  c.heads = 12;
-  c.intermediate = 3072;
-  c.max_positions = 512;
+  const BackboneConfig c{.architecture = Architecture::kBert, .vocab_size = 30522, .hidden = 768, .layers = 12,
+                         .heads = 12, .intermediate = 3072, .max_positions = 512, .type_vocab_size = 2};
   EXPECT_EQ(count_parameters(c, {}).total, 109'482'240);
   EXPECT_EQ(count_parameters(c, common::all_bias_kinds()).biases, 102'912);
   EXPECT_EQ(count_parameters(c, common::query_intermediate_bias_kinds()).biases, 46'080);

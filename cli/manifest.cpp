@@ -1,6 +1,7 @@
 #include "cli/manifest.h"
 
 #include <charconv>
+#include <functional>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -168,6 +169,42 @@ Status check_columns(const json& request, DataFiles& files) {
   return Status::ok();
 }
 
+// A row's cells into its task's request (and grid, for '|' cells of hyperparameters); false after
+// reporting each bad cell through `fail`.
+bool read_cells(const common::TableRecord& record, const fs::path& base_dir, ManifestTask& task,
+                const std::function<void(const std::string&, const std::string&)>& fail) {
+  bool row_ok = true;
+  for (const auto& [name, cell] : record.values.items()) {
+    if (cell.is_null() || (cell.is_string() && cell.get<std::string>().empty())) continue;
+    const Column* column = find_column(name);
+    std::string pointer = column ? column->pointer : "/metadata/" + name.substr(kMetadataPrefix.size());
+    const bool swept = column && pointer.rfind("/hyperparameters/", 0) == 0 && column->kind != Kind::kBiasTerms &&
+                       cell.is_string() && cell.get<std::string>().find('|') != std::string::npos;
+    if (swept) {  // one grid entry, each value converted as the column's
+      json values = json::array();
+      for (const auto& item : split_list(cell.get<std::string>())) {
+        auto value = convert(json(item), column->kind, base_dir);
+        if (!value.is_ok()) {
+          fail(name, value.status().message());
+          row_ok = false;
+          break;
+        }
+        values.push_back(std::move(value).value());
+      }
+      task.grid[name] = std::move(values);
+      continue;
+    }
+    auto value = convert(cell, column ? column->kind : Kind::kString, base_dir);
+    if (!value.is_ok()) {
+      fail(name, value.status().message());
+      row_ok = false;
+      continue;
+    }
+    task.request[json::json_pointer(pointer)] = std::move(value).value();
+  }
+  return row_ok;
+}
+
 }  // namespace
 
 std::string manifest_column(const std::string& field) {
@@ -201,36 +238,7 @@ Result<std::vector<ManifestTask>> read_manifest(const std::string& path, const j
     auto fail = [&](const std::string& column, const std::string& message) {
       errors.push_back(where + (column.empty() ? "" : ", column \"" + column + "\"") + ": " + message);
     };
-    bool row_ok = true;
-    for (const auto& [name, cell] : record.values.items()) {
-      if (cell.is_null() || (cell.is_string() && cell.get<std::string>().empty())) continue;
-      const Column* column = find_column(name);
-      std::string pointer = column ? column->pointer : "/metadata/" + name.substr(kMetadataPrefix.size());
-      const bool swept = column && pointer.rfind("/hyperparameters/", 0) == 0 && column->kind != Kind::kBiasTerms &&
-                         cell.is_string() && cell.get<std::string>().find('|') != std::string::npos;
-      if (swept) {  // one grid entry, each value converted as the column's
-        json values = json::array();
-        for (const auto& item : split_list(cell.get<std::string>())) {
-          auto value = convert(json(item), column->kind, base_dir);
-          if (!value.is_ok()) {
-            fail(name, value.status().message());
-            row_ok = false;
-            break;
-          }
-          values.push_back(std::move(value).value());
-        }
-        task.grid[name] = std::move(values);
-        continue;
-      }
-      auto value = convert(cell, column ? column->kind : Kind::kString, base_dir);
-      if (!value.is_ok()) {
-        fail(name, value.status().message());
-        row_ok = false;
-        continue;
-      }
-      task.request[json::json_pointer(pointer)] = std::move(value).value();
-    }
-    if (!row_ok) continue;
+    if (!read_cells(record, base_dir, task, fail)) continue;
     Status valid = task.grid.empty()
                        ? common::parse_job_request(task.request, common::FileRefs::kLocalPaths).status()
                        : common::parse_sweep_request({{"base", task.request}, {"grid", task.grid}},

@@ -148,18 +148,12 @@ Status GroupRunner::setup() {
   BITFLEET_RETURN_IF_ERROR(cache_.init());
   BITFLEET_ASSIGN_OR_RETURN(net::Endpoint endpoint, net::parse_url(options_.coordinator_url));
   client_ = std::make_unique<net::HttpClient>(endpoint, options_.token, std::chrono::seconds(300));
-  BITFLEET_ASSIGN_OR_RETURN(session_, engine::Session::open({.backbone_dir = options_.backbone_dir,
-                                                             .device = options_.device,
-                                                             .threads = options_.threads,
-                                                             .slots = options_.slots,
-                                                             .max_labels = options_.max_labels,
-                                                             .rows_per_pass = options_.rows_per_pass},
-                                                            comm_));
+  BITFLEET_ASSIGN_OR_RETURN(session_, engine::Session::open(options_.session, comm_));
   trainer_ = &session_->trainer();
   BITFLEET_ASSIGN_OR_RETURN(metrics_, WorkerMetrics::create(options_.metrics_port, comm_.rank(),
-                                                            options_.backbone_name, options_.device));
+                                                            options_.backbone_name, options_.session.device));
   if (leader_) {
-    backbone_sha256_ = backbone_digest(options_.backbone_dir);
+    backbone_sha256_ = backbone_digest(options_.session.backbone_dir);
     agent::AgentOptions a;
     a.coordinator_url = options_.coordinator_url;
     a.token = options_.token;
@@ -168,10 +162,10 @@ Status GroupRunner::setup() {
     a.name = std::string(host) + ":" + std::to_string(::getpid());
     a.backbone = options_.backbone_name;
     a.backbone_sha256 = backbone_sha256_;
-    a.device = options_.device;
-    a.slots = options_.slots;
+    a.device = options_.session.device;
+    a.slots = options_.session.slots;
     a.ranks = comm_.size();
-    a.max_labels = options_.max_labels;
+    a.max_labels = options_.session.max_labels;
     a.max_seq_len = session_->backbone().config().max_sequence_length();
     agent_ = std::make_unique<agent::Agent>(a);
     BITFLEET_RETURN_IF_ERROR(agent_->start());

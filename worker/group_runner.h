@@ -15,18 +15,15 @@
 #include <string>
 
 #include "worker/comm/communicator.h"
+#include "worker/engine/session_options.h"
 
 namespace bitfleet::worker {
 
 struct GroupOptions {
   std::string coordinator_url;
   std::string token;
-  std::string backbone_dir;
   std::string backbone_name;
-  std::string device = "cpu";
-  int64_t slots = 8;
-  int64_t max_labels = 64;
-  int threads = 0;
+  engine::SessionOptions session;  // backbone directory, device, threads, slots, max labels, rows per pass
   int metrics_port = 0;
   int64_t checkpoint_every_steps = 50;
   double checkpoint_every_seconds = 60;

@@ -29,18 +29,18 @@ int main(int argc, char** argv) {
   common::Flags flags(argc, argv);
   worker::GroupOptions options;
   options.coordinator_url = flags.string("coordinator");
-  options.backbone_dir = flags.string("backbone");
-  options.slots = flags.integer("slots", 1, 1024, 8);
+  options.session.backbone_dir = flags.string("backbone");
+  options.session.slots = flags.integer("slots", 1, 1024, 8);
   const std::string token_file = flags.string("token-file");
-  options.backbone_name = flags.string("backbone-name", std::filesystem::path(options.backbone_dir).filename().string());
-  options.device = flags.string("device", "cpu");
+  options.backbone_name = flags.string("backbone-name", std::filesystem::path(options.session.backbone_dir).filename().string());
+  options.session.device = flags.string("device", "cpu");
   options.metrics_port = static_cast<int>(flags.integer("metrics-port", 0, 65000, 0));
-  options.threads = static_cast<int>(flags.integer("threads", 0, 256, 0));
-  options.max_labels = flags.integer("max-labels", 2, 64, 64);
+  options.session.threads = static_cast<int>(flags.integer("threads", 0, 256, 0));
+  options.session.max_labels = flags.integer("max-labels", 2, 64, 64);
   options.checkpoint_every_steps = flags.integer("checkpoint-every-steps", 1, 1'000'000, 50);
   options.checkpoint_every_seconds = flags.number("checkpoint-every-seconds", 1, 86400, 60);
   options.events_every_steps = flags.integer("events-every-steps", 1, 1'000'000, 10);
-  options.rows_per_pass = flags.integer("rows-per-pass", -1, 1 << 30, -1);
+  options.session.rows_per_pass = flags.integer("rows-per-pass", -1, 1 << 30, -1);
   options.cache_dir = flags.string("cache-dir", (std::filesystem::temp_directory_path() /
                                                  ("bitfleet-cache-" + std::to_string(::getuid()))).string());
   const int64_t timeout = flags.integer("collective-timeout", 1, 86400, 300);
@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
     std::cerr << "bitfleet-worker: " << s.message() << "\n";
     return 2;
   }
-  if (options.device != "cpu" && options.device != "cuda") {
+  if (options.session.device != "cpu" && options.session.device != "cuda") {
     std::cerr << "bitfleet-worker: --device must be cpu or cuda\n";
     return 2;
   }
@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
 
   comm::CommunicatorOptions copts;
   copts.timeout = std::chrono::seconds(timeout);
-  if (options.device == "cuda" && comm::launched_by_mpi()) copts.backend = "nccl";
+  if (options.session.device == "cuda" && comm::launched_by_mpi()) copts.backend = "nccl";
   auto communicator = comm::make_communicator(copts, &argc, &argv);
   if (!communicator.is_ok()) {
     std::cerr << "bitfleet-worker: " << communicator.status().message() << "\n";

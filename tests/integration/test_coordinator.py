@@ -30,28 +30,17 @@ def raw_request(port, head, body=b""):
     return answer[0], answer[2]
 
 
-class CoordinatorTest(coordlib.ProblemAssertions, unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = lib.TempDir()
-        cls.dir = cls.tmp.__enter__()
-        cls.auth_file = coordlib.write_auth_file(os.path.join(cls.dir, "auth.json"))
-        cls.coordinator = Coordinator(os.path.join(cls.dir, "data"), lease_seconds=2, auth_file=cls.auth_file,
-                                      extra=["--max-expiries", "2", "--max-upload-mb", "1"]).start()
-        url = cls.coordinator.url
-        cls.a = Client(url, "token-of-tenant-a-0123")
-        cls.b = Client(url, "token-of-tenant-b-4567")
-        cls.admin = Client(url, "token-of-the-admin-89")
-        cls.worker = Client(url, "token-of-the-workers-0")
-        cls.anonymous = Client(url, None)
-        cls.scraper = Client(url, "token-of-the-scraper-1")
-        train = coordlib.write_sentiment(os.path.join(cls.dir, "train.tsv"))
-        cls.file = cls.a.upload(train).json()["id"]
+class CoordinatorTest(coordlib.TenantsTestCase, coordlib.ProblemAssertions, unittest.TestCase):
+    coordinator_options = {"lease_seconds": 2, "extra": ["--max-expiries", "2", "--max-upload-mb", "1"]}
 
     @classmethod
-    def tearDownClass(cls):
-        cls.coordinator.stop()
-        cls.tmp.__exit__(None, None, None)
+    def setUpClass(cls):
+        super().setUpClass()
+        url = cls.coordinator.url
+        cls.b = Client(url, coordlib.TOKENS["b"])
+        cls.admin = Client(url, coordlib.TOKENS["admin"])
+        cls.anonymous = Client(url, None)
+        cls.scraper = Client(url, coordlib.TOKENS["metrics"])
 
     def new_job(self, client=None, **hyper):
         r = (client or self.a).create_job(coordlib.job_request(self.file, **hyper))

@@ -41,23 +41,8 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class HardeningTest(coordlib.ProblemAssertions, unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.tmp = lib.TempDir()
-        cls.dir = cls.tmp.__enter__()
-        cls.auth_file = coordlib.write_auth_file(os.path.join(cls.dir, "auth.json"))
-        cls.data = os.path.join(cls.dir, "data")
-        cls.coordinator = Coordinator(cls.data, lease_seconds=30, auth_file=cls.auth_file,
-                                      extra=["--max-upload-mb", "256", "--header-timeout-seconds", "2"]).start()
-        cls.a = Client(cls.coordinator.url, "token-of-tenant-a-0123")
-        cls.worker = Client(cls.coordinator.url, "token-of-the-workers-0")
-        cls.file = cls.a.upload(coordlib.write_sentiment(os.path.join(cls.dir, "train.tsv"))).json()["id"]
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.coordinator.stop()
-        cls.tmp.__exit__(None, None, None)
+class HardeningTest(coordlib.TenantsTestCase, coordlib.ProblemAssertions, unittest.TestCase):
+    coordinator_options = {"lease_seconds": 30, "extra": ["--max-upload-mb", "256", "--header-timeout-seconds", "2"]}
 
     def setUp(self):
         self.assertIsNone(self.coordinator.proc.poll(), "the coordinator died in an earlier test")

@@ -141,6 +141,29 @@ def write_auth_file(path):
     return path
 
 
+class TenantsTestCase:
+    """A unittest.TestCase mixin: one coordinator per test class with the TOKENS auth file, clients
+    `a` (tenant a) and `worker`, and `file`, a sentiment upload of tenant a. `coordinator_options`
+    are the Coordinator's keyword arguments."""
+    coordinator_options = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = lib.TempDir()
+        cls.dir = cls.tmp.__enter__()
+        cls.auth_file = write_auth_file(os.path.join(cls.dir, "auth.json"))
+        cls.data = os.path.join(cls.dir, "data")
+        cls.coordinator = Coordinator(cls.data, auth_file=cls.auth_file, **cls.coordinator_options).start()
+        cls.a = Client(cls.coordinator.url, TOKENS["a"])
+        cls.worker = Client(cls.coordinator.url, TOKENS["worker"])
+        cls.file = cls.a.upload(write_sentiment(os.path.join(cls.dir, "train.tsv"))).json()["id"]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.coordinator.stop()
+        cls.tmp.__exit__(None, None, None)
+
+
 class ProblemAssertions:
     """A unittest.TestCase mixin: assert_problem checks an RFC 9457 answer and the field it names."""
 

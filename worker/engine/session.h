@@ -15,19 +15,11 @@
 #include "worker/comm/communicator.h"
 #include "worker/engine/backbone.h"
 #include "worker/engine/bitfit_model.h"
+#include "worker/engine/session_options.h"
 #include "worker/engine/trainer.h"
 #include "worker/text/tokenizer.h"
 
 namespace bitfleet::engine {
-
-struct SessionOptions {
-  std::string backbone_dir;
-  std::string device = "cpu";  // cpu | cuda
-  int threads = 0;             // LibTorch intra-op threads; 0: leave LibTorch's setting
-  int64_t slots = 8;           // tasks trained at once
-  int64_t max_labels = 64;     // the widest head a slot holds
-  int64_t rows_per_pass = -1;  // -1: TrainerOptions::default_rows_per_pass
-};
 
 class Session {
  public:

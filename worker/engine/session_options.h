@@ -1,0 +1,19 @@
+// SessionOptions: what an engine session (session.h) is opened with. Its own header, without
+// LibTorch, so that option structs and flag parsers can hold one cheaply.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace bitfleet::engine {
+
+struct SessionOptions {
+  std::string backbone_dir;
+  std::string device = "cpu";  // cpu | cuda
+  int threads = 0;             // LibTorch intra-op threads; 0: leave LibTorch's setting
+  int64_t slots = 8;           // tasks trained at once
+  int64_t max_labels = 64;     // the widest head a slot holds
+  int64_t rows_per_pass = -1;  // -1: TrainerOptions::default_rows_per_pass
+};
+
+}  // namespace bitfleet::engine

@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <variant>
 
 #include "common/status.h"
 #include "coordinator/auth.h"
@@ -104,6 +105,13 @@ class Service {
   Response cancel_sweep(Request& r, const Caller& c);
   Response sweep_artifact(Request& r, const Caller& c);
   Result<std::optional<SweepRecord>> visible_sweep(const std::string& id, const Caller& c);
+  // The caller's sweep named by the path, with its variants; or the answer to give (404 when it
+  // is not theirs).
+  struct SweepView {
+    SweepRecord sweep;
+    std::vector<JobRecord> variants;
+  };
+  std::variant<SweepView, Response> find_sweep(Request& r, const Caller& c);
   // Successive halving after a variant of `sweep_id` reported an evaluation or finished.
   void halve(const std::string& sweep_id);
 

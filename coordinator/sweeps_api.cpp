@@ -2,6 +2,7 @@
 // best variant's artifact; and successive halving, decided as the variants' evaluations arrive.
 #include <algorithm>
 #include <cmath>
+#include <variant>
 
 #include "common/net/problem.h"
 #include "common/net/sha256.h"
@@ -84,35 +85,40 @@ Response Service::list_sweeps(Request& r, const Caller& c) {
   return json_response(200, {{"object", "list"}, {"data", data}, {"has_more", page->has_more}});
 }
 
-Response Service::get_sweep(Request& r, const Caller& c) {
+std::variant<Service::SweepView, Response> Service::find_sweep(Request& r, const Caller& c) {
   auto sweep = visible_sweep(r.params["id"], c);
   if (!sweep.is_ok()) return problem(sweep.status(), r.path);
   if (!*sweep) return problem(404, "", "no sweep " + r.params["id"], "id", r.path);
   auto variants = store_->sweep_variants((*sweep)->id);
   if (!variants.is_ok()) return problem(variants.status(), r.path);
-  return json_response(200, sweep_json(**sweep, *variants));
+  return SweepView{std::move(**sweep), std::move(variants).value()};
+}
+
+Response Service::get_sweep(Request& r, const Caller& c) {
+  auto found = find_sweep(r, c);
+  if (auto* refused = std::get_if<Response>(&found)) return std::move(*refused);
+  const SweepView& view = std::get<SweepView>(found);
+  return json_response(200, sweep_json(view.sweep, view.variants));
 }
 
 Response Service::cancel_sweep(Request& r, const Caller& c) {
-  auto sweep = visible_sweep(r.params["id"], c);
-  if (!sweep.is_ok()) return problem(sweep.status(), r.path);
-  if (!*sweep) return problem(404, "", "no sweep " + r.params["id"], "id", r.path);
-  auto cancelled = store_->cancel_sweep((*sweep)->id, now_ms());
+  auto found = find_sweep(r, c);
+  if (auto* refused = std::get_if<Response>(&found)) return std::move(*refused);
+  const std::string& id = std::get<SweepView>(found).sweep.id;
+  auto cancelled = store_->cancel_sweep(id, now_ms());
   if (!cancelled.is_ok()) return problem(cancelled.status(), r.path);
-  auto variants = store_->sweep_variants((*sweep)->id);
+  auto variants = store_->sweep_variants(id);  // as the cancellation left them
   if (!variants.is_ok()) return problem(variants.status(), r.path);
   return json_response(200, sweep_json(*cancelled, *variants));
 }
 
 Response Service::sweep_artifact(Request& r, const Caller& c) {
-  auto sweep = visible_sweep(r.params["id"], c);
-  if (!sweep.is_ok()) return problem(sweep.status(), r.path);
-  if (!*sweep) return problem(404, "", "no sweep " + r.params["id"], "id", r.path);
-  auto variants = store_->sweep_variants((*sweep)->id);
-  if (!variants.is_ok()) return problem(variants.status(), r.path);
-  const JobRecord* best = best_variant(**sweep, *variants);
+  auto found = find_sweep(r, c);
+  if (auto* refused = std::get_if<Response>(&found)) return std::move(*refused);
+  const SweepView& view = std::get<SweepView>(found);
+  const JobRecord* best = best_variant(view.sweep, view.variants);
   if (best == nullptr) {
-    return problem(409, "", "sweep " + (*sweep)->id + " has no succeeded variant yet", "id", r.path);
+    return problem(409, "", "sweep " + view.sweep.id + " has no succeeded variant yet", "id", r.path);
   }
   return artifact_response(*best);
 }

@@ -100,11 +100,15 @@ def bitfleet_head_init(model, seed):
         head.bias.zero_()
 
 
-def trainable_parameters(model):
-    """BitFit: every bias of the encoder, and the task head."""
+BIAS_SUFFIXES = {"all": (".bias",), "query+intermediate": ("attention.self.query.bias", "intermediate.dense.bias")}
+
+
+def trainable_parameters(model, bias_terms="all"):
+    """BitFit: the encoder's biases (every one, or the paper's query + intermediate subset) and the
+    task head."""
     params = []
     for name, p in model.named_parameters():
-        train = name.endswith(".bias") or name.startswith("classifier")
+        train = name.endswith(BIAS_SUFFIXES[bias_terms]) or name.startswith("classifier")
         p.requires_grad_(train)
         if train:
             params.append(p)
@@ -123,16 +127,17 @@ def collate(examples, tokenizer, device):
 
 
 def train(backbone, task, examples, hyper, device="cpu", dtype=None, bitfleet_recipe=True, autocast_bf16=False,
-          on_step=None):
+          on_step=None, on_epoch_end=None):
     """Trains one task; returns the model. With bitfleet_recipe, the data order and the head's
-    initial values are bitfleet's, so that the two can be compared step for step."""
+    initial values are bitfleet's, so that the two can be compared step for step. on_epoch_end(model,
+    step) runs after each epoch's last step (and after the last step), where bitfleet evaluates."""
     h = dict(DEFAULTS, **hyper)
     tokenizer = AutoTokenizer.from_pretrained(backbone)
     model = load_model(backbone, task, device, dtype)
     model.train()
     if bitfleet_recipe:
         bitfleet_head_init(model, h["seed"])
-    params = trainable_parameters(model)
+    params = trainable_parameters(model, h.get("bias_terms", "all"))
     lengths = [len(e["input_ids"]) for e in examples]
     if bitfleet_recipe:
         batches = bitfleet_order.batches(len(examples), h["seed"], h["epochs"], h["batch_size"], lengths, h["max_steps"])
@@ -161,6 +166,9 @@ def train(backbone, task, examples, hyper, device="cpu", dtype=None, bitfleet_re
         optimizer.zero_grad(set_to_none=True)
         if on_step:
             on_step(step, float(loss), len(indices))
+        steps_per_epoch = math.ceil(len(examples) / h["batch_size"])
+        if on_epoch_end and ((step + 1) % steps_per_epoch == 0 or step + 1 == len(batches)):
+            on_epoch_end(model, step + 1)
     return model, tokenizer
 
 

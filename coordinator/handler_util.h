@@ -11,17 +11,15 @@
 
 #include "common/status.h"
 #include "common/net/http_types.h"
+#include "common/net/json_body.h"
 #include "common/net/problem.h"
 #include "coordinator/router.h"
 #include "coordinator/store.h"
 
 namespace bitfleet::coordinator {
 
-Response json_response(int status, const nlohmann::json& body);
-
-// The request's JSON body; on error *http_status is 415 (a Content-Type other than JSON) or 400
-// (not valid JSON).
-Result<nlohmann::json> json_body(const Request& r, int* http_status);
+using net::json_body;      // 415 when not JSON, 400 when not valid JSON (common/net/json_body.h)
+using net::json_response;
 
 // A request body decoded into a message: the message, or the problem to answer with.
 template <typename T>

@@ -74,13 +74,6 @@ struct Prepared {
 };
 constexpr int kPermanent = 1000;
 
-std::string backbone_digest(const std::string& dir) {
-  for (const char* name : {"model.safetensors", "model.safetensors.index.json"}) {
-    if (auto d = net::sha256_file(dir + "/" + name); d.is_ok()) return *d;
-  }
-  return "";
-}
-
 double device_memory(const c10::Device& device) {
 #if BITFLEET_WITH_CUDA
   if (device.is_cuda()) {
@@ -153,7 +146,7 @@ Status GroupRunner::setup() {
   BITFLEET_ASSIGN_OR_RETURN(metrics_, WorkerMetrics::create(options_.metrics_port, comm_.rank(),
                                                             options_.backbone_name, options_.session.device));
   if (leader_) {
-    backbone_sha256_ = backbone_digest(options_.session.backbone_dir);
+    backbone_sha256_ = net::weights_sha256(options_.session.backbone_dir);
     agent::AgentOptions a;
     a.coordinator_url = options_.coordinator_url;
     a.token = options_.token;

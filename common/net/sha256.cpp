@@ -56,4 +56,11 @@ Result<std::string> sha256_file(const std::string& path) {
   return d.hex();
 }
 
+std::string weights_sha256(const std::string& backbone_dir) {
+  for (const char* name : {"model.safetensors", "model.safetensors.index.json"}) {
+    if (auto d = sha256_file(backbone_dir + "/" + name); d.is_ok()) return *d;
+  }
+  return "";
+}
+
 }  // namespace bitfleet::net

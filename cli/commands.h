@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -20,6 +21,8 @@ struct Context {
   std::ostream& out;
   std::ostream& err;
   const std::atomic<bool>& interrupted;  // Ctrl-C
+  std::string token;                      // the caller's bearer token (bitfleet-serve takes it too)
+  std::chrono::milliseconds timeout{60000};
 };
 
 using Args = std::vector<std::string>;  // the positionals after the command's name
@@ -33,6 +36,7 @@ int cancel_command(Context& ctx, common::Flags& flags, const Args& args);
 int download_command(Context& ctx, common::Flags& flags, const Args& args);
 int workers_command(Context& ctx, common::Flags& flags, const Args& args);
 int sweep_command(Context& ctx, common::Flags& flags, const Args& args);
+int predict_command(Context& ctx, common::Flags& flags, const Args& args);  // cli/predict.cpp
 
 // Prints "bitfleet: <message>" and returns the status's exit code.
 int fail(Context& ctx, const Status& status);

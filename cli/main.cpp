@@ -32,6 +32,10 @@ usage: bitfleet [--url URL] [--token TOKEN | --token-file FILE] [--json] COMMAND
   download JOB… [-o DIR]             fetch artifacts (checked against their sha256); a sweep id
                                      fetches its best variant's, as SWEEP.safetensors
   workers                            worker groups, their backbone and free slots
+  predict TASK --text T [--text-pair P]   a prediction from bitfleet-serve (TASK: a job or sweep
+          | --tokens "W1 W2 …"       id; --serve URL, default $BITFLEET_SERVE_URL, else
+          | --file F [-o out.jsonl]  http://127.0.0.1:8090); --file: every record, --batch N
+            [--fields A[,B]]         inputs a request, one JSON line each, in order
 
   --url URL          the coordinator (default $BITFLEET_URL, else http://127.0.0.1:8080)
   --token TOKEN      bearer token (default $BITFLEET_TOKEN); --token-file FILE (or
@@ -103,12 +107,13 @@ int main(int argc, char** argv) {
 
   std::signal(SIGINT, on_interrupt);
   std::signal(SIGPIPE, SIG_IGN);
-  Context ctx{**api, json, std::cout, std::cerr, g_interrupted};
+  Context ctx{**api, json, std::cout, std::cerr, g_interrupted, options.token, options.timeout};
   using Command = int (*)(Context&, common::Flags&, const Args&);
   const std::map<std::string, Command> commands = {
       {"files", files_command},   {"submit", submit_command}, {"jobs", jobs_command},
       {"watch", watch_command},   {"events", events_command}, {"cancel", cancel_command},
-      {"download", download_command}, {"workers", workers_command}, {"sweep", sweep_command}};
+      {"download", download_command}, {"workers", workers_command}, {"sweep", sweep_command},
+      {"predict", predict_command}};
   auto command = commands.find(positionals[0]);
   if (command == commands.end()) {
     std::cerr << "bitfleet: unknown command \"" << positionals[0] << "\" (bitfleet help lists them)\n";

@@ -2,7 +2,6 @@
 
 #include <sys/stat.h>
 
-#include <cctype>
 #include <filesystem>
 #include <random>
 
@@ -10,6 +9,7 @@
 
 #include "common/file_util.h"
 #include "common/json_fields.h"
+#include "common/net/bearer.h"
 #include "common/net/sha256.h"
 
 namespace bitfleet::coordinator {
@@ -84,15 +84,9 @@ Result<Auth> Auth::default_tokens(const std::string& data_dir, std::string* crea
 }
 
 std::optional<Principal> Auth::authenticate(std::string_view authorization) const {
-  // The scheme is case-insensitive (RFC 9110, 11.1): "bearer" and "BEARER" are "Bearer".
-  constexpr std::string_view kBearer = "bearer ";
-  if (authorization.size() <= kBearer.size()) return std::nullopt;
-  for (size_t i = 0; i < kBearer.size(); ++i) {
-    if (std::tolower(static_cast<unsigned char>(authorization[i])) != kBearer[i]) return std::nullopt;
-  }
-  std::string_view token = authorization.substr(kBearer.size());
-  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
-  std::string digest = net::sha256_hex(token);
+  const auto token = net::bearer_token(authorization);
+  if (!token) return std::nullopt;
+  std::string digest = net::sha256_hex(*token);
   auto it = by_digest_.find(digest);
   if (it == by_digest_.end()) return std::nullopt;
   Principal p = it->second;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/json_fields.h"
+#include "common/net/bearer.h"
 #include "common/net/json_body.h"
 #include "common/net/problem.h"
 #include "serve/openapi_document.h"
@@ -133,8 +134,10 @@ net::Response ServeApi::handle(net::Request& r) {
 
 net::Response ServeApi::predict(const net::Request& r, const Engine& engine) {
   const auto start = Work::Clock::now();
-  auto token = bearer_token(r.header("authorization"));
-  if (!token) return net::problem(401, "", "an Authorization: Bearer token is required", "Authorization", r.path);
+  const std::string authorization = r.header("authorization");
+  const auto bearer = net::bearer_token(authorization);
+  if (!bearer) return net::problem(401, "", "an Authorization: Bearer token is required", "Authorization", r.path);
+  const std::string token(*bearer);
   int invalid = 400;
   auto body = net::json_body(r, &invalid);
   if (!body.is_ok()) return net::problem(body.status(), r.path, invalid);
@@ -143,7 +146,7 @@ net::Response ServeApi::predict(const net::Request& r, const Engine& engine) {
   const auto deadline =
       start + (request->timeout_ms > 0 ? std::chrono::milliseconds(request->timeout_ms) : options_.deadline);
 
-  auto key = engine.source->resolve(*token, request->task);
+  auto key = engine.source->resolve(token, request->task);
   if (!key.is_ok()) return status_problem(key.status(), options_.retry_after_seconds, 409);
   auto lease = engine.table->acquire(*key, deadline);
   if (!lease.is_ok()) return status_problem(lease.status(), options_.retry_after_seconds, 422);

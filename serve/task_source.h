@@ -27,9 +27,6 @@
 
 namespace bitfleet::serve {
 
-// The token of an "Authorization: Bearer T" value (the scheme case-insensitive); nullopt otherwise.
-std::optional<std::string> bearer_token(std::string_view authorization);
-
 class TaskSource {
  public:
   virtual ~TaskSource() = default;

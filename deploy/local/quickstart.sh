@@ -6,7 +6,9 @@
 #   3. submits deploy/local/tasks.csv (six BitFit tasks: classification, pairs, regression,
 #      token tagging; one with the paper's query+intermediate bias subset) through the CLI,
 #      watches them train, downloads the artifacts and prints the results table;
-#   4. stops everything it started (or, with --keep, leaves it running until Ctrl-C).
+#   4. starts bitfleet-serve on the same backbone and predicts every task's dev file through it
+#      (bitfleet predict --file), all tasks from one resident backbone in mixed batches;
+#   5. stops everything it started (or, with --keep, leaves it running until Ctrl-C).
 #
 #   ./deploy/local/quickstart.sh [--keep]
 # Everything it writes goes to $BITFLEET_QUICKSTART_DIR (default .quickstart/ in the clone),
@@ -136,12 +138,37 @@ say "results (bitfleet download)"
 echo
 echo "${#ids[@]} tasks in $(($(date +%s) - started)) s on one backbone in memory (TRAINABLE: the biases and head each artifact holds)."
 
+say "serving the tuned tasks (bitfleet-serve, then bitfleet predict)"
+serve_port=$(free_port 8090)
+"$bin/bitfleet-serve" --listen "127.0.0.1:$serve_port" --backbone "$backbone" --backbone-name "$backbone_name" \
+  --coordinator "$BITFLEET_URL" --token-file "$run/data/admin.token" --artifact-dir "$run/serve-cache" \
+  --max-tasks 16 --threads 2 >"$run/logs/serve.out" 2>"$run/logs/serve.log" &
+pids+=($!)
+wait_for_line "$run/logs/serve.out" "listening on" 30
+export BITFLEET_SERVE_URL=http://127.0.0.1:$serve_port
+for ((i = 0; i < 300; i++)); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$serve_port" && printf 'GET /readyz HTTP/1.0\r\n\r\n' >&3 && grep -q '"status":"ready"' <&3) \
+    2>/dev/null && break
+  sleep 0.2
+done
+# Every task's whole dev file through one server, in mixed batches; the first prediction of each.
+mapfile -t dev_files < <(tail -n +2 "$root/deploy/local/tasks.csv" | cut -d, -f3)
+for i in "${!ids[@]}"; do
+  out=$run/predictions/${ids[$i]}.jsonl
+  mkdir -p "$run/predictions"
+  "$bin/bitfleet" predict "${ids[$i]}" --file "$root/deploy/local/${dev_files[$i]}" -o "$out" 2>/dev/null
+  printf '  %-28s %4d predictions; first: %s\n' "${ids[$i]}" "$(wc -l <"$out")" "$(head -c 110 "$out" | head -n 1)"
+done
+"$bin/bitfleet" predict "${ids[0]}" --text "a wonderful, funny film"
+
 say "where things are"
 cat <<EOF
   the CLI:        export BITFLEET_URL=$BITFLEET_URL BITFLEET_TOKEN_FILE=$BITFLEET_TOKEN_FILE
                   $bin/bitfleet jobs
   artifacts:      $run/artifacts (safetensors with Hugging Face names; docs/user-guide.md loads one)
   metrics:        $BITFLEET_URL/metrics, http://127.0.0.1:$metrics/metrics and :$((metrics + 1)) (ranks 0, 1)
+  serving:        $BITFLEET_SERVE_URL (POST /v1/predict; $bin/bitfleet predict JOB --text "…"; docs/serving.md)
+  predictions:    $run/predictions (bitfleet predict --file, one JSON line per dev record)
 EOF
 if [ -n "$prometheus_url" ]; then
   echo "  Prometheus:     $prometheus_url (config $run/prometheus.yml, alert rules deploy/prometheus/alerts.yml)"

@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 build=${BITFLEET_FUZZ_BUILD_DIR:-$here/../../build-fuzz}
 seconds=${BITFLEET_FUZZ_SECONDS:-60}
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(safetensors table_reader job_spec protocol http_request tokenizer)
+[ ${#targets[@]} -eq 0 ] && targets=(safetensors table_reader job_spec protocol http_request tokenizer predict_request)
 CXX=${CXX_FUZZ:-clang++} cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j "$(nproc)" >/dev/null
 work=$build/runs

@@ -2,8 +2,8 @@
 
 - Prometheus: `promtool check config` and `check rules` pass, `promtool test rules` proves every
   alert fires on its failure and stays quiet on a healthy fleet;
-- the Grafana dashboard and the alert rules use only metrics (and labels) that a live coordinator
-  and a live worker group export, and every expression is valid PromQL to a real Prometheus
+- the Grafana dashboard and the alert rules use only metrics (and labels) that a live coordinator,
+  a live worker group and a live bitfleet-serve export, and every expression is valid PromQL to a real Prometheus
   running the shipped prometheus.yml (file-based worker discovery included);
 - the Slurm script starts a worker group (srun and scontrol stood in for by shims that run mpirun)
   that registers with the coordinator, publishes its ranks as Prometheus targets, and on SIGTERM
@@ -11,7 +11,8 @@
 - the Kubernetes manifests: the coordinator starts with the Deployment's arguments and the tokens
   of make-auth-secret.sh's Secret; the Service, mounts and worker flags agree with each other and
   with what the binaries accept;
-- the systemd unit passes `systemd-analyze verify`, and its ExecStart serves.
+- the systemd units (coordinator, bitfleet-serve) pass `systemd-analyze verify`, and their ExecStart
+  serves; bitfleet-serve's Kubernetes Deployment and Slurm script start servers that get ready.
 """
 import base64
 import json
@@ -31,6 +32,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "pylib"))
 import bitfleet_testlib as lib  # noqa: E402
 import coordlib  # noqa: E402
 import fleetlib  # noqa: E402
+import servelib  # noqa: E402
 import trainlib  # noqa: E402
 
 DEPLOY = os.path.join(lib.SOURCE_DIR or os.path.join(os.path.dirname(__file__), "..", ".."), "deploy")
@@ -123,16 +125,22 @@ class DeployTest(trainlib.BackboneTestCase):
         files = fleetlib.upload_tasks(client, self.dir, ["sentiment"], n_train=32, n_dev=8)
         job = client.call("POST", "/v1/jobs", json=fleetlib.job_request(files, "sentiment", "backbone-bert")).json()
         fleetlib.wait_for(lambda: fleetlib.jobs_done(client, [job["id"]]), 120, "the job")
+        serve = servelib.Serve(self.backbone, os.path.join(c.data_dir, "admin.token"), self.dir, "metrics",
+                               coordinator=c.url, artifact_dir=os.path.join(self.dir, "serve-cache")).start()
+        self.addCleanup(serve.stop)
+        self.assertEqual(serve.predict(job["id"], [{"text": "a good movie"}]).status_code, 200)
 
         rank_urls = [f"http://127.0.0.1:{metrics_port + r}/metrics" for r in range(2)]
-        families = exported_metrics(f"{c.url}/metrics", *rank_urls, token=c.metrics_token())
+        families = exported_metrics(f"{c.url}/metrics", *rank_urls, f"{serve.url}/metrics", token=c.metrics_token())
         for title, expr in self.dashboard_exprs() + self.alert_exprs():
             for family, labels in referenced_metrics(expr):
                 self.assertIn(family, families, f"{title}: {expr}")
                 self.assertLessEqual(labels, families[family], f"{title}: labels of {family}")
         used = {f for _, e in self.dashboard_exprs() for f, _ in referenced_metrics(e)}
         for needed in ["bitfleet_jobs", "bitfleet_job_queue_wait_seconds", "bitfleet_worker_examples_total",
-                       "bitfleet_worker_step_seconds", "bitfleet_worker_allreduce_seconds", "bitfleet_worker_free_slots"]:
+                       "bitfleet_worker_step_seconds", "bitfleet_worker_allreduce_seconds", "bitfleet_worker_free_slots",
+                       "bitfleet_serve_request_seconds", "bitfleet_serve_queue_rows", "bitfleet_serve_tasks_resident",
+                       "bitfleet_serve_batch_rows", "bitfleet_serve_task_loads_total"]:
             self.assertIn(needed, used)
 
         # The shipped prometheus.yml, pointed at this coordinator; the group's ranks by file discovery.
@@ -145,6 +153,7 @@ class DeployTest(trainlib.BackboneTestCase):
         targets = os.path.join(self.dir, "targets")
         os.makedirs(targets, exist_ok=True)
         config["scrape_configs"][1]["file_sd_configs"][0]["files"] = [os.path.join(targets, "*.json")]
+        config["scrape_configs"][2]["static_configs"][0]["targets"] = [serve.url.removeprefix("http://")]
         with open(os.path.join(targets, "group.json"), "w") as f:
             json.dump([{"targets": [f"127.0.0.1:{metrics_port + r}" for r in range(2)], "labels": {"group": "g"}}], f)
         config_path = os.path.join(self.dir, "prometheus.yml")
@@ -153,9 +162,9 @@ class DeployTest(trainlib.BackboneTestCase):
         prometheus = fleetlib.Prometheus(PROMETHEUS, config_path, os.path.join(self.dir, "tsdb"))
         self.addCleanup(prometheus.stop)
 
-        up = fleetlib.wait_for(lambda: len(prometheus.result("up == 1")) == 3 and prometheus.result("up"), 60,
-                               "Prometheus to scrape the coordinator and both ranks")
-        self.assertEqual({r["metric"]["job"] for r in up}, {"bitfleet-coordinator", "bitfleet-worker"})
+        up = fleetlib.wait_for(lambda: len(prometheus.result("up == 1")) == 4 and prometheus.result("up"), 60,
+                               "Prometheus to scrape the coordinator, both ranks and bitfleet-serve")
+        self.assertEqual({r["metric"]["job"] for r in up}, {"bitfleet-coordinator", "bitfleet-worker", "bitfleet-serve"})
         for title, expr in self.dashboard_exprs() + self.alert_exprs():
             answer = prometheus.query(expr)
             self.assertEqual(answer["status"], "success", f"{title}: {expr}: {answer}")
@@ -309,7 +318,122 @@ class DeployTest(trainlib.BackboneTestCase):
         proc.send_signal(signal.SIGTERM)
         self.assertEqual(proc.wait(timeout=60), 0, log_text())
 
+    def test_kubernetes_serve_agrees_with_the_coordinator_the_secret_and_the_serve_flags(self):
+        service = self.load_manifests("coordinator.yaml")["Service"]
+        serve = self.load_manifests("serve.yaml")
+        self.assertEqual(set(serve), {"Deployment", "Service"})
+        pod = serve["Deployment"]["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        self.assertEqual(serve["Service"]["spec"]["selector"], serve["Deployment"]["spec"]["template"]["metadata"]["labels"])
+        self.assertEqual(serve["Service"]["spec"]["ports"][0]["targetPort"], container["ports"][0]["name"])
+        flags = dict(a[2:].split("=", 1) for a in container["args"])
+        self.assertEqual(flags["coordinator"], f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}")
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        token_dir, token_name = os.path.split(flags["token-file"])
+        self.assertEqual(volumes[mounts[token_dir]]["secret"]["items"][0]["key"], token_name)
+        secret = yaml.safe_load(lib.run([os.path.join(DEPLOY, "kubernetes", "make-auth-secret.sh")]).stdout)
+        serve_token = base64.b64decode(secret["data"][token_name]).decode()
+        auth = json.loads(base64.b64decode(secret["data"]["auth.json"]))
+        self.assertIn({"token": serve_token, "tenant": "serve", "role": "admin"}, auth["tokens"])
+        self.assertIn(os.path.dirname(flags["backbone"]), mounts)
+        self.assertIn(flags["artifact-dir"], mounts)
+
+        # Every flag is one bitfleet-serve accepts: with the pod's paths mapped here it listens, loads
+        # the backbone and answers its probes (the coordinator is only asked per request).
+        token = os.path.join(self.dir, "k8s-serve.token")
+        with open(token, "w") as f:
+            f.write(serve_token)
+        port = fleetlib.free_port()
+        local = {"listen": f"127.0.0.1:{port}", "backbone": self.backbone, "token-file": token,
+                 "artifact-dir": os.path.join(self.dir, "k8s-serve-cache"), "threads": "1",
+                 "coordinator": f"http://127.0.0.1:{fleetlib.free_port()}"}
+        proc = subprocess.Popen([lib.binary(container["command"][0])] + [f"--{k}={local.get(k, v)}" for k, v in flags.items()],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        self.assertIn("listening", proc.stdout.readline(), proc.stderr.read() if proc.poll() is not None else "")
+        url = f"http://127.0.0.1:{port}"
+        for probe in ("readinessProbe", "livenessProbe"):
+            fleetlib.wait_for(lambda p=probe: requests.get(url + container[p]["httpGet"]["path"]).status_code == 200, 60,
+                              f"the serve {probe}")
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
+        proc.stdout.close()
+        proc.stderr.close()
+
+    def test_slurm_serve_script_starts_a_server_per_task_and_stops_on_sigterm(self):
+        shims = os.path.join(self.dir, "serve-shims")
+        os.makedirs(shims, exist_ok=True)
+        with open(os.path.join(shims, "srun"), "w") as f:  # one task, local id 0
+            f.write("#!/usr/bin/env bash\nwhile [[ \"$1\" == --* ]]; do shift; done\n"
+                    "SLURM_LOCALID=0 exec \"$@\"\n")
+        with open(os.path.join(shims, "scontrol"), "w") as f:
+            f.write("#!/usr/bin/env bash\necho 127.0.0.1\n")
+        for shim in ("srun", "scontrol"):
+            os.chmod(os.path.join(shims, shim), 0o755)
+        token = os.path.join(self.dir, "slurm-serve.token")
+        with open(token, "w") as f:
+            f.write("x\n")
+        targets = os.path.join(self.dir, "serve-targets")
+        os.makedirs(targets, exist_ok=True)
+        port = fleetlib.free_port()
+        env = dict(os.environ, PATH=shims + os.pathsep + os.environ["PATH"], SLURM_JOB_ID="77", SLURM_NTASKS="1",
+                   SLURM_NTASKS_PER_NODE="1", SLURM_JOB_NODELIST="127.0.0.1", SLURM_CPUS_PER_TASK="1",
+                   BITFLEET_COORDINATOR=f"http://127.0.0.1:{fleetlib.free_port()}", BITFLEET_BACKBONE=self.backbone,
+                   BITFLEET_TOKEN_FILE=token, BITFLEET_BIN=lib.BIN_DIR, BITFLEET_DEVICE="cpu",
+                   BITFLEET_SERVE_PORT=str(port), BITFLEET_PROMETHEUS_TARGETS=targets,
+                   BITFLEET_CACHE_DIR=os.path.join(self.dir, "slurm-serve-cache"))
+        log = open(os.path.join(self.dir, "slurm-serve.log"), "w")
+        script = subprocess.Popen(["bash", os.path.join(DEPLOY, "slurm", "bitfleet-serve.sbatch")], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.addCleanup(lambda: script.poll() is None and os.killpg(script.pid, signal.SIGKILL))
+
+        def ready():
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                return False
+        fleetlib.wait_for(ready, 60, "the server to be ready")
+        with open(os.path.join(targets, "serve-77.json")) as f:
+            self.assertEqual(json.load(f), [{"targets": [f"127.0.0.1:{port}"], "labels": {"group": "serve-77"}}])
+        script.send_signal(signal.SIGTERM)
+        status = script.wait(timeout=60)
+        log.close()
+        with open(log.name) as f:
+            self.assertEqual(status, 0, f.read()[-3000:])
+        self.assertFalse(os.path.exists(os.path.join(targets, "serve-77.json")))
+
     # --- systemd -------------------------------------------------------------------------------------
+
+    def test_systemd_serve_unit_verifies_and_its_command_serves(self):
+        with open(os.path.join(DEPLOY, "systemd", "bitfleet-serve.service")) as f:
+            unit = f.read()
+        exec_start = re.search(r"^ExecStart=(.*)$", unit, re.M).group(1).split()
+        self.assertEqual(exec_start[0], "/usr/local/bin/bitfleet-serve")
+        state = re.search(r"^StateDirectory=(.*)$", unit, re.M).group(1)
+        self.assertEqual(exec_start[exec_start.index("--artifact-dir") + 1], f"/var/lib/{state}")
+        if shutil.which("systemd-analyze"):
+            local = os.path.join(self.dir, "bitfleet-serve.service")
+            with open(local, "w") as f:
+                f.write(unit.replace(exec_start[0], lib.binary("bitfleet-serve")))
+            proc = subprocess.run(["systemd-analyze", "verify", local], capture_output=True, text=True)
+            self.assertEqual([line for line in proc.stderr.splitlines() if os.path.basename(local) in line], [])
+        token = os.path.join(self.dir, "systemd-serve.token")
+        with open(token, "w") as f:
+            f.write("x\n")
+        port = fleetlib.free_port()
+        mapping = {"0.0.0.0:8090": f"127.0.0.1:{port}", f"/var/lib/{state}": os.path.join(self.dir, "systemd-serve"),
+                   "/etc/bitfleet/serve.token": token, "http://127.0.0.1:8080": f"http://127.0.0.1:{fleetlib.free_port()}"}
+        args = [mapping.get(a, a) for a in exec_start[1:]]
+        args[args.index("--backbone") + 1] = self.backbone
+        proc = subprocess.Popen([lib.binary("bitfleet-serve"), *args, "--threads", "1"], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        self.addCleanup(lambda: proc.poll() is None and proc.kill())
+        self.assertIn("listening", proc.stdout.readline())
+        fleetlib.wait_for(lambda: requests.get(f"http://127.0.0.1:{port}/readyz").status_code == 200, 60, "ready")
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=30), 0)
+        proc.stdout.close()
 
     def test_systemd_unit_verifies_and_its_command_serves(self):
         with open(os.path.join(DEPLOY, "systemd", "bitfleet-coordinator.service")) as f:

@@ -201,6 +201,34 @@ class ServeCoordinatorTest(unittest.TestCase, coordlib.ProblemAssertions):
         self.assertEqual(r.json()["job"], sweep["best"]["job"])
         self.assertEqual(r.json()["task"], self.sweep)
 
+    def test_cli_predicts_a_text_and_a_whole_file(self):
+        serve = self.start_serve("cli")
+        env = {"BITFLEET_URL": self.coordinator.url, "BITFLEET_TOKEN": coordlib.TOKENS["a"], "BITFLEET_SERVE_URL": serve.url}
+        bitfleet = lib.binary("bitfleet")
+        one = lib.run_json([bitfleet, "--json", "predict", self.jobs["pairs"], "--text", "a dog", "--text-pair", "a cat"],
+                           env=env)
+        api = serve.predict(self.jobs["pairs"], [{"text": "a dog", "text_pair": "a cat"}], token=coordlib.TOKENS["a"])
+        self.assertEqual(one["predictions"], api.json()["predictions"])
+        # A whole dev file, in requests of 3 inputs: one JSON line per record, in order, equal to the API's.
+        dev = os.path.join(self.dir, f"scores-dev.{taskgen.TASKS['scores'][1]}")
+        out = os.path.join(self.dir, "scores.jsonl")
+        lib.run([bitfleet, "predict", self.jobs["scores"], "--file", dev, "-o", out, "--batch", "3"], env=env)
+        with open(out) as f:
+            lines = [json.loads(line) for line in f]
+        rows = hf_bitfit.read_rows(dev)
+        self.assertEqual([x["line"] for x in lines], list(range(1, len(rows) + 1)))
+        api = serve.predict(self.jobs["scores"], servelib.inputs_of(rows, taskgen.TASKS["scores"][2]),
+                            token=coordlib.TOKENS["a"]).json()["predictions"]
+        for got, want in zip(lines, api):
+            self.assertAlmostEqual(got["score"], want["score"], places=6)
+        # A record without the task's text field: the file and line are named, nothing is written past it.
+        bad = os.path.join(self.dir, "bad.jsonl")
+        with open(bad, "w") as f:
+            f.write('{"sentence": "fine"}\n{"other": "no sentence"}\n')
+        proc = lib.run([bitfleet, "predict", self.jobs["scores"], "--file", bad], env=env, check=False)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn(f"{bad} line 2", proc.stderr)
+
     def test_lru_eviction_and_reload(self):
         serve = self.start_serve("lru", extra=["--max-tasks", "2"])
         order = ["sentiment", "pairs", "scores", "sentiment"]

@@ -35,7 +35,13 @@ bitfleet_build_jobs() {
 }
 
 bitfleet_build() {
-  local build=$1
+  local build=$1 python; python=$(bitfleet_python)
+  # A new Python environment (the requirements changed) holds LibTorch elsewhere: CMake's cached
+  # Torch paths would point at the old, removed one, so configure afresh.
+  if [ -f "$build/.bitfleet-python" ] && [ "$(cat "$build/.bitfleet-python")" != "$python" ]; then
+    rm -f "$build/CMakeCache.txt"
+  fi
+  mkdir -p "$build" && echo "$python" >"$build/.bitfleet-python"
   cmake -S "$BITFLEET_ROOT" -B "$build" -G Ninja \
     -DBITFLEET_PYTHON="$(bitfleet_python)" -DBITFLEET_MINILM_DIR="$(bitfleet_minilm_dir)" >/dev/null
   cmake --build "$build" -j "$(bitfleet_build_jobs)"

@@ -18,6 +18,7 @@ const Histogram::BucketBoundaries kLoad = {0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1,
 
 ServeMetrics::ServeMetrics(const std::string& backbone, const std::string& device, int64_t max_batch_rows)
     : registry_(std::make_shared<prometheus::Registry>()),
+      labels_({{"backbone", backbone}, {"device", device}}),
       max_batch_rows_(static_cast<double>(max_batch_rows)),
       latency_(prometheus::BuildHistogram().Name("bitfleet_serve_request_seconds")
                    .Help("Time of a POST /v1/predict from arrival to answer, by HTTP status class").Register(*registry_)),
@@ -25,37 +26,36 @@ ServeMetrics::ServeMetrics(const std::string& backbone, const std::string& devic
                     .Help("POST /v1/predict requests answered, by HTTP status").Register(*registry_)),
       batch_rows_(prometheus::BuildHistogram().Name("bitfleet_serve_batch_rows")
                       .Help("Inputs in one forward pass (of every task in it)").Register(*registry_)
-                      .Add({{"backbone", backbone}, {"device", device}}, kRows)),
+                      .Add(labels_, kRows)),
       batch_fill_(prometheus::BuildHistogram().Name("bitfleet_serve_batch_fill_ratio")
                       .Help("Inputs in one forward pass over --max-batch-rows").Register(*registry_)
-                      .Add({{"backbone", backbone}, {"device", device}}, kFill)),
+                      .Add(labels_, kFill)),
       batch_tasks_(prometheus::BuildHistogram().Name("bitfleet_serve_batch_tasks")
                        .Help("Distinct tasks in one forward pass").Register(*registry_)
-                       .Add({{"backbone", backbone}, {"device", device}}, kRows)),
+                       .Add(labels_, kRows)),
       batch_seconds_(prometheus::BuildHistogram().Name("bitfleet_serve_batch_seconds")
                          .Help("Time of one forward pass, batch building and outputs included").Register(*registry_)
-                         .Add({{"backbone", backbone}, {"device", device}}, kLatency)),
+                         .Add(labels_, kLatency)),
       rows_(prometheus::BuildCounter().Name("bitfleet_serve_rows_total").Help("Inputs predicted")
-                .Register(*registry_).Add({{"backbone", backbone}, {"device", device}})),
+                .Register(*registry_).Add(labels_)),
       queue_rows_(prometheus::BuildGauge().Name("bitfleet_serve_queue_rows")
                       .Help("Inputs waiting for a forward pass").Register(*registry_)
-                      .Add({{"backbone", backbone}, {"device", device}})),
+                      .Add(labels_)),
       tasks_resident_(prometheus::BuildGauge().Name("bitfleet_serve_tasks_resident")
                           .Help("Tuned tasks held in the model's slots").Register(*registry_)
-                          .Add({{"backbone", backbone}, {"device", device}})),
+                          .Add(labels_)),
       loads_(prometheus::BuildCounter().Name("bitfleet_serve_task_loads_total")
                  .Help("Task loads (artifact fetched, checked and put in a slot), by outcome").Register(*registry_)),
       load_seconds_(prometheus::BuildHistogram().Name("bitfleet_serve_task_load_seconds")
                         .Help("Time of one task load").Register(*registry_)
-                        .Add({{"backbone", backbone}, {"device", device}}, kLoad)),
+                        .Add(labels_, kLoad)),
       evictions_(prometheus::BuildCounter().Name("bitfleet_serve_task_evictions_total")
                      .Help("Tasks evicted (least recently used) to make room for another").Register(*registry_)
-                     .Add({{"backbone", backbone}, {"device", device}})),
+                     .Add(labels_)),
       rejected_(prometheus::BuildCounter().Name("bitfleet_serve_rejected_total")
                     .Help("Predict requests refused for load: queue_full (429) or deadline (504)").Register(*registry_)),
       ready_(prometheus::BuildGauge().Name("bitfleet_serve_ready").Help("1 once the backbone is loaded")
-                 .Register(*registry_).Add({{"backbone", backbone}, {"device", device}})),
-      labels_({{"backbone", backbone}, {"device", device}}) {
+                 .Register(*registry_).Add(labels_)) {
   for (const char* outcome : {"ok", "failed"}) {
     auto l = labels_;
     l["outcome"] = outcome;

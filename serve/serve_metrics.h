@@ -38,6 +38,7 @@ class ServeMetrics {
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Labels labels_;  // backbone, device: on every metric
   double max_batch_rows_;
   prometheus::Family<prometheus::Histogram>& latency_;
   prometheus::Family<prometheus::Counter>& requests_;
@@ -53,7 +54,6 @@ class ServeMetrics {
   prometheus::Counter& evictions_;
   prometheus::Family<prometheus::Counter>& rejected_;
   prometheus::Gauge& ready_;
-  prometheus::Labels labels_;
   // Pre-resolved: the request path touches no label map.
   std::map<int, prometheus::Counter*> by_code_;
   std::array<prometheus::Histogram*, 6> by_class_{};

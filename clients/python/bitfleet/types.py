@@ -6,13 +6,16 @@ from typing import Any, Dict, List, Optional
 FINAL = ("succeeded", "failed", "cancelled")
 
 
-def _pick(cls, data):
-    known = {k: data.get(k) for k in cls.__dataclass_fields__ if k != "raw"}
-    return cls(**known, raw=data)
+class _FromJson:
+    @classmethod
+    def from_json(cls, data):
+        """The API object's known fields, and all of it as `raw`."""
+        known = {k: data.get(k) for k in cls.__dataclass_fields__ if k != "raw"}
+        return cls(**known, raw=data)
 
 
 @dataclass
-class File:
+class File(_FromJson):
     id: str
     filename: str = ""
     format: str = ""
@@ -23,13 +26,9 @@ class File:
     created_at: int = 0
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def from_json(cls, data):
-        return _pick(cls, data)
-
 
 @dataclass
-class Job:
+class Job(_FromJson):
     id: str
     status: str = ""
     backbone: str = ""
@@ -48,10 +47,6 @@ class Job:
     finished_at: Optional[int] = None
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def from_json(cls, data):
-        return _pick(cls, data)
-
     @property
     def done(self):
         return self.status in FINAL
@@ -62,7 +57,7 @@ class Job:
 
 
 @dataclass
-class Sweep:
+class Sweep(_FromJson):
     id: str
     status: str = ""
     variants: List[Dict[str, Any]] = field(default_factory=list)
@@ -72,17 +67,13 @@ class Sweep:
     strategy: str = ""
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def from_json(cls, data):
-        return _pick(cls, data)
-
     @property
     def done(self):
         return all(v.get("status") in FINAL for v in self.variants)
 
 
 @dataclass
-class WorkerGroup:
+class WorkerGroup(_FromJson):
     id: str
     name: str = ""
     backbone: str = ""
@@ -94,19 +85,11 @@ class WorkerGroup:
     last_heartbeat_at: int = 0
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def from_json(cls, data):
-        return _pick(cls, data)
-
 
 @dataclass
-class Event:
+class Event(_FromJson):
     seq: int
     type: str = ""
     created_at: int = 0
     data: Dict[str, Any] = field(default_factory=dict)
     raw: Dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_json(cls, data):
-        return _pick(cls, data)

@@ -12,8 +12,10 @@ request for a task drawn uniformly from the N resident ones.
 bitfleet: bitfleet-serve --artifact-dir with every task loaded before timing; `concurrency` client
 threads each send a request, wait for its answer and send the next (closed loop): the peak. Then
 paced at ~50% and ~90% of that peak (each client keeps its share of the rate, never more than one
-request in flight): examples/s and p50/p99 latency. Memory per task: the server's resident set
-with N tasks loaded over N = 1, per extra task.
+request in flight): examples/s and p50/p99 latency. Before the first timed run, an untimed closed-loop
+run warms the server (allocator, thread pools). Memory per task: a server started with --max-tasks M
+and M tasks loaded and served, against one started with --max-tasks 1 and one task, per extra task
+(the task table is allocated at start, so one server cannot show it by loading more).
 
 transformers (in this process, no HTTP: generous to it), the same stream of requests in batches of
 --max-batch-rows as a batcher sees them at saturation, each batch grouped by task: (a) one model
@@ -82,15 +84,15 @@ def write_artifacts(backbone, n, directory):
 
 
 class Server:
-    def __init__(self, args, artifact_dir, tmp):
+    def __init__(self, args, artifact_dir, tmp, max_tasks):
         token_file = os.path.join(tmp, "token")
         with open(token_file, "w") as f:
             f.write(TOKEN)
-        self.log = open(os.path.join(tmp, "serve.log"), "w")
+        self.log = open(os.path.join(tmp, f"serve-{max_tasks}.log"), "w")
         self.proc = subprocess.Popen(
             [os.path.join(args.bin_dir, "bitfleet-serve"), "--listen", "127.0.0.1:0", "--backbone", args.backbone,
              "--token-file", token_file, "--artifact-dir", artifact_dir, "--threads", str(args.threads),
-             "--max-tasks", str(max(args.tasks)), "--max-batch-rows", str(args.max_batch_rows),
+             "--max-tasks", str(max_tasks), "--max-batch-rows", str(args.max_batch_rows),
              "--max-wait-ms", str(args.max_wait_ms), "--handler-threads", str(args.concurrency + 8)],
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.proc.stdout.readline()
@@ -175,6 +177,19 @@ def warm(server, tasks):
         list(pool.map(one, tasks))
 
 
+def cpu_description():
+    """The CPU's model name and the matrix ISA flags that decide bf16 speed (AMX, AVX512-BF16)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((set(line.split(":", 1)[1].split()) for line in info.splitlines() if line.startswith("flags")), set())
+    isa = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{name}, {os.cpu_count()} cores, {' '.join(isa) or 'no AVX-512'}"
+
+
 def percentile(values, q):
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
 
@@ -238,26 +253,35 @@ def main():
         artifact_dir = os.path.join(tmp, "artifacts")
         os.makedirs(artifact_dir)
         names = write_artifacts(args.backbone, max(args.tasks), artifact_dir)
-        server = Server(args, artifact_dir, tmp)
+        results["artifact_tensor_bytes"] = sum(
+            t.numel() * t.element_size() for t in load_file(os.path.join(artifact_dir, f"{names[0]}.safetensors")).values())
+        n_max = max(args.tasks)
+        rss = {}
+        for m in sorted({1, n_max}):  # memory first, each in its own server
+            server = Server(args, artifact_dir, tmp, m)
+            try:
+                warm(server, names[:m])
+                load(server, names[:m], texts, args.concurrency, 2, seed=m)
+                rss[m] = server.rss()
+            finally:
+                server.stop()
+        if n_max > 1:
+            results["memory_per_extra_task_bytes"] = (rss[n_max] - rss[1]) / (n_max - 1)
+        results["rss_bytes"] = rss
+        server = Server(args, artifact_dir, tmp, n_max)
         try:
-            rss_one = None
+            warm(server, names[:n_max])
+            load(server, names[:1], texts, args.concurrency, args.seconds, seed=99)  # untimed warm-up
             for n in sorted(args.tasks):
                 tasks = names[:n]
-                warm(server, tasks)
-                if rss_one is None:
-                    rss_one = (n, server.rss())
                 peak, lat = load(server, tasks, texts, args.concurrency, args.seconds, seed=n)
-                entry = {"peak": peak, "peak_p50": percentile(lat, 0.5), "peak_p99": percentile(lat, 0.99),
-                         "rss_bytes": server.rss()}
+                entry = {"peak": peak, "peak_p50": percentile(lat, 0.5), "peak_p99": percentile(lat, 0.99)}
                 for share in (0.5, 0.9):
                     xs, lat = load(server, tasks, texts, args.concurrency, args.seconds, rate=share * peak, seed=n + 7)
                     entry[f"at{int(share * 100)}"] = {"examples_per_second": xs, "p50": percentile(lat, 0.5),
                                                       "p99": percentile(lat, 0.99)}
                 results["bitfleet"][n] = entry
                 print(f"bitfleet N={n}: {peak:.0f} ex/s peak", flush=True)
-            n_max = max(args.tasks)
-            if n_max > rss_one[0]:
-                results["memory_per_extra_task_bytes"] = (results["bitfleet"][n_max]["rss_bytes"] - rss_one[1]) / (n_max - rss_one[0])
         finally:
             server.stop()
         for n in sorted(args.tasks):
@@ -269,6 +293,7 @@ def main():
             print(f"transformers N={n}: {r}", flush=True)
 
     one = results["bitfleet"][min(args.tasks)]["peak"]
+    print(f"\n{datetime.date.today()}, {cpu_description()}, --threads {args.threads}")
     print("\n| N tasks | bitfleet ex/s (peak) | vs N=1 | p50 / p99 ms at ~50% | p50 / p99 ms at ~90% | "
           "transformers: swap ex/s | one model per task ex/s | bitfleet / best transformers |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -280,12 +305,14 @@ def main():
               f"{b['at90']['p50'] * 1e3:.1f} / {b['at90']['p99'] * 1e3:.1f} | {t['swap']:.0f} | {per_task} | "
               f"{b['peak'] / best:.2f}x |")
     if "memory_per_extra_task_bytes" in results:
-        print(f"\nmemory per extra resident task (bitfleet-serve RSS): {results['memory_per_extra_task_bytes'] / 1e6:.3f} MB; "
+        print(f"\nmemory per extra resident task (bitfleet-serve RSS, --max-tasks {max(args.tasks)} over 1): "
+              f"{results['memory_per_extra_task_bytes'] / 1e6:.3f} MB (one artifact's tensors: "
+              f"{results['artifact_tensor_bytes'] / 1e6:.3f} MB); "
               f"one transformers model: {sum(p.numel() * 4 for p in hf_bitfit.load_model(args.backbone, TASK, 'cpu').parameters()) / 1e6:.0f} MB")
     os.makedirs(args.out, exist_ok=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     with open(os.path.join(args.out, f"serve-{stamp}.json"), "w") as f:
-        json.dump({"args": vars(args), "cpu": platform.processor() or platform.machine(), "results": results}, f, indent=2)
+        json.dump({"args": vars(args), "cpu": cpu_description(), "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":

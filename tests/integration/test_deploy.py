@@ -462,5 +462,29 @@ class DeployTest(trainlib.BackboneTestCase):
         self.assertEqual(proc.wait(timeout=30), 0)
 
 
+class ContainerFilesTest(unittest.TestCase):
+    """The image's files agree with the build and the manifests (the image itself is built and proved
+    by deploy/container/build.sh and smoke.sh, outside ./tests/run.sh: docs/operations.md)."""
+
+    def read(self, *parts):
+        with open(os.path.join(DEPLOY, "..", *parts)) as f:
+            return f.read()
+
+    def test_the_containerfile_builds_every_program_cmake_installs(self):
+        cmake = self.read("CMakeLists.txt")
+        programs = set(re.search(r"set\(BITFLEET_PROGRAMS (\S+)\)", cmake).group(1).split())
+        programs |= set(re.search(r"list\(APPEND BITFLEET_PROGRAMS ([^)]*)\)", cmake).group(1).split())
+        targets = re.search(r"--target ([\w\- ]+)'", self.read("deploy", "container", "Containerfile")).group(1)
+        self.assertEqual(set(targets.split()), programs)
+
+    def test_the_manifests_name_the_tag_that_build_sh_builds(self):
+        version = re.search(r"project\(bitfleet VERSION ([0-9.]+)", self.read("CMakeLists.txt")).group(1)
+        for name in ("coordinator.yaml", "worker-mpijob.yaml", "serve.yaml"):
+            images = set(re.findall(r"image: (\S+)", self.read("deploy", "kubernetes", name)))
+            self.assertEqual(images, {f"bitfleet:{version}"}, name)
+        for script in ("build.sh", "smoke.sh"):
+            subprocess.run(["bash", "-n", os.path.join(DEPLOY, "container", script)], check=True)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

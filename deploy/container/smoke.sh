@@ -42,9 +42,10 @@ names+=("bitfleet-smoke-coordinator-$tag")
 "${run[@]}" -d --name "${names[-1]}" "$image" \
   bitfleet-coordinator --listen 127.0.0.1:0 --data-dir /work/data >/dev/null
 url=""
-for ((i = 0; i < 300 && -z "$url"; i++)); do
+for ((i = 0; i < 300; i++)); do
   url=$(podman logs "${names[-1]}" 2>/dev/null | sed -n 's/^listening on \(127.0.0.1:[0-9]*\)$/http:\/\/\1/p')
-  [ -z "$url" ] && sleep 0.1
+  [ -n "$url" ] && break
+  sleep 0.1
 done
 [ -n "$url" ] || { podman logs "${names[-1]}" >&2; echo "smoke: the coordinator did not start" >&2; exit 1; }
 log "coordinator at $url"

@@ -19,7 +19,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 source "$root/deploy/lib/env.sh"
 
-tag=bitfleet:$(sed -n 's/^project(bitfleet VERSION \([0-9.]*\).*/\1/p' "$root/CMakeLists.txt")
+tag=bitfleet:$(bitfleet_version)
 mirror=http://deb.debian.org/debian
 while [ $# -gt 0 ]; do
   case $1 in
@@ -35,14 +35,11 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "$0: needs root (debootstrap and podman's rootful storage); run it with sudo" >&2
   exit 1
 fi
-for tool in podman debootstrap; do
-  if ! command -v "$tool" >/dev/null; then
-    log "installing podman and debootstrap (Debian packages)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman debootstrap uidmap crun
-    break
-  fi
-done
+if ! command -v podman >/dev/null || ! command -v debootstrap >/dev/null; then
+  log "installing podman and debootstrap (Debian packages)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman debootstrap uidmap crun
+fi
 if [ ! -d /usr/local/cuda/include ]; then
   echo "$0: no CUDA toolkit at /usr/local/cuda: the torch wheel's CMake package needs one to configure" >&2
   exit 1

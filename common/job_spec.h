@@ -21,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/precision.h"
 #include "common/status.h"
 
 namespace bitfleet::common {
@@ -91,6 +92,9 @@ struct Hyperparameters {
   int64_t eval_every_steps = 0;
   std::string metric_for_best;
   int early_stopping_patience = 0;  // evaluations without improvement before the job stops; 0: off
+  // The precision the job must train in ("dtype": "fp32" or "bf16"), or none ("any": the group's).
+  // Only groups of that dtype lease it; "fp32" is how a job asks for the bit-exact CPU promises.
+  std::optional<Dtype> dtype;
 };
 
 struct JobRequest {

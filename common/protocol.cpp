@@ -76,7 +76,8 @@ Fence fence_of(JsonFields& f) { return {f.string("worker_group", std::nullopt, k
 json to_json(const Registration& r) {
   json out = {{"name", r.name},       {"backbone", r.backbone},     {"backbone_sha256", r.backbone_sha256},
               {"device", r.device},   {"slots", r.slots},           {"ranks", r.ranks},
-              {"max_labels", r.max_labels}, {"max_seq_len", r.max_seq_len}};
+              {"max_labels", r.max_labels}, {"max_seq_len", r.max_seq_len},
+              {"dtype", r.dtype},     {"cpu", r.cpu}};
   if (!r.id.empty()) out["id"] = r.id;
   return out;
 }
@@ -124,6 +125,10 @@ Result<Registration> parse_registration(const json& body) {
   r.ranks = f.integer("ranks", 1, 65536, 1);
   r.max_labels = f.integer("max_labels", 1, common::kMaxLabels, common::kMaxLabels);
   r.max_seq_len = f.integer("max_seq_len", 8, 1 << 16, common::kMaxSeqLenLimit);
+  // Groups from before dtypes were registered computed in bf16 on CUDA and fp32 on CPU.
+  r.dtype = f.string("dtype", r.device == "cuda" ? "bf16" : "fp32", 16);
+  if (f.ok() && !common::parse_dtype(r.dtype)) f.fail("dtype", "must be fp32 or bf16, got \"" + r.dtype + "\"");
+  r.cpu = f.string("cpu", "", 256, true);
   BITFLEET_RETURN_IF_ERROR(f.finish());
   return r;
 }

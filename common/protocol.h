@@ -60,6 +60,8 @@ struct HeartbeatReply {  // POST /internal/v1/workers/{id}/heartbeat → 200
 struct Registration {  // POST /internal/v1/workers
   std::string id;      // empty: a new group; else the id it had (it may still hold leases)
   std::string name, backbone, backbone_sha256, device = "cpu";
+  std::string dtype = "fp32";  // what the group computes in (common/precision.h)
+  std::string cpu;             // CpuIsa::summary() of rank 0's CPU
   int64_t slots = 1, ranks = 1, max_labels = 64, max_seq_len = 512;
 };
 

@@ -63,6 +63,8 @@ nlohmann::json worker_json(const WorkerRecord& w, int64_t now, int64_t lost_afte
           {"backbone", w.backbone},
           {"backbone_sha256", w.backbone_sha256},
           {"device", w.device},
+          {"dtype", w.dtype},
+          {"cpu", w.cpu},
           {"ranks", w.ranks},
           {"slots", w.slots},
           {"free_slots", w.free_slots},

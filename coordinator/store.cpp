@@ -84,6 +84,13 @@ CREATE INDEX sweeps_by_tenant ON sweeps(tenant, seq);
 ALTER TABLE jobs ADD COLUMN sweep_id TEXT;
 CREATE INDEX jobs_by_sweep ON jobs(sweep_id, seq);
 )sql",
+    // 7: a group's dtype (jobs may require one) and its CPU; groups registered before computed in
+    // bf16 on CUDA and fp32 on CPU.
+    R"sql(
+ALTER TABLE workers ADD COLUMN dtype TEXT NOT NULL DEFAULT 'fp32';
+ALTER TABLE workers ADD COLUMN cpu TEXT NOT NULL DEFAULT '';
+UPDATE workers SET dtype = 'bf16' WHERE device = 'cuda';
+)sql",
 };
 
 }  // namespace

@@ -85,6 +85,7 @@ struct EventRecord {
 
 struct WorkerRecord {
   std::string id, name, backbone, backbone_sha256, device;
+  std::string dtype = "fp32", cpu;  // what the group computes in; its CPU (CpuIsa::summary())
   int64_t slots = 0, ranks = 1, free_slots = 0, max_labels = 0, max_seq_len = 0;
   int64_t registered_at = 0, last_heartbeat_at = 0;
 };

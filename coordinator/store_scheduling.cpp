@@ -12,7 +12,7 @@ namespace {
 
 constexpr const char* kWorkerColumns =
     "id, name, backbone, backbone_sha256, device, slots, ranks, free_slots, max_labels, max_seq_len, "
-    "registered_at, last_heartbeat_at";
+    "registered_at, last_heartbeat_at, dtype, cpu";
 
 WorkerRecord worker_from_row(const Statement& s) {
   WorkerRecord w;
@@ -28,6 +28,8 @@ WorkerRecord worker_from_row(const Statement& s) {
   w.max_seq_len = s.integer(9);
   w.registered_at = s.integer(10);
   w.last_heartbeat_at = s.integer(11);
+  w.dtype = s.text(12);
+  w.cpu = s.text(13);
   return w;
 }
 
@@ -37,10 +39,10 @@ Status Store::put_worker(const WorkerRecord& w) {
   std::lock_guard<std::mutex> lock(mutex_);
   BITFLEET_ASSIGN_OR_RETURN(Statement * s, db_->prepare(
       "INSERT OR REPLACE INTO workers(" + std::string(kWorkerColumns) +
-      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"));
+      ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"));
   return s->bind(1, w.id).bind(2, w.name).bind(3, w.backbone).bind(4, w.backbone_sha256).bind(5, w.device)
       .bind(6, w.slots).bind(7, w.ranks).bind(8, w.free_slots).bind(9, w.max_labels).bind(10, w.max_seq_len)
-      .bind(11, w.registered_at).bind(12, w.last_heartbeat_at).run();
+      .bind(11, w.registered_at).bind(12, w.last_heartbeat_at).bind(13, w.dtype).bind(14, w.cpu).run();
 }
 
 Result<std::optional<WorkerRecord>> Store::get_worker(const std::string& id) {
@@ -91,7 +93,8 @@ Result<std::vector<JobRecord>> Store::next_in_fair_share(const WorkerRecord& wor
     tenants.push_back(t->text(0));
   }
   // Each tenant's next `count` jobs that this group can run, by priority then age (jobs with more
-  // labels or positions than the group has are left for another group).
+  // labels or positions than the group has, or that require another dtype, are left for another
+  // group).
   std::vector<std::deque<JobRecord>> queues;
   BITFLEET_ASSIGN_OR_RETURN(Statement * q, db_->prepare(
       "SELECT " + std::string(kJobColumns) + " FROM jobs WHERE status = 'queued' AND backbone = ?1 AND tenant = ?2 "
@@ -105,6 +108,7 @@ Result<std::vector<JobRecord>> Store::next_in_fair_share(const WorkerRecord& wor
       BITFLEET_ASSIGN_OR_RETURN(JobRecord job, job_from_row(*q));
       if (job.request.task.num_outputs() > worker.max_labels) continue;
       if (job.request.hyperparameters.max_seq_len > worker.max_seq_len) continue;
+      if (const auto& d = job.request.hyperparameters.dtype; d && common::dtype_name(*d) != worker.dtype) continue;
       fits.push_back(std::move(job));
     }
     q->reset();

@@ -42,6 +42,8 @@ Response Service::register_worker(Request& r) {
   w.backbone = m->backbone;
   w.backbone_sha256 = m->backbone_sha256;
   w.device = m->device;
+  w.dtype = m->dtype;
+  w.cpu = m->cpu;
   w.slots = m->slots;
   w.ranks = m->ranks;
   w.max_labels = m->max_labels;

@@ -1,6 +1,6 @@
 // bitfleet-serve --listen HOST:PORT --backbone DIR --token-file F
-//     [--coordinator URL] [--artifact-dir DIR] [--device cpu|cuda] [--threads N] [--max-tasks N]
-//     [--max-labels N] [--max-batch-rows N] [--max-wait-ms MS] [--max-queue-rows N] [--deadline-ms MS]
+//     [--coordinator URL] [--artifact-dir DIR] [--device cpu|cuda] [--dtype auto|fp32|bf16] [--threads N]
+//     [--max-tasks N] [--max-labels N] [--max-batch-rows N] [--max-wait-ms MS] [--max-queue-rows N] [--deadline-ms MS]
 //     [--auth-cache-seconds S] [--auth-stale-seconds S] [--handler-threads N] [--backbone-name NAME]
 // Serves tuned tasks of one backbone (docs/serving.md). Parses flags and wires the parts together;
 // listens first (so /healthz answers while the backbone loads), then loads it and turns ready.
@@ -17,6 +17,7 @@
 #include "common/flags.h"
 #include "common/json_fields.h"
 #include "common/log.h"
+#include "common/precision.h"
 #include "common/net/http_client.h"
 #include "common/net/http_server.h"
 #include "common/net/sha256.h"
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
   const std::string coordinator = flags.string("coordinator", "");
   std::string artifact_dir = flags.string("artifact-dir", "");
   const std::string device_name = flags.string("device", "cpu");
+  const std::string dtype_flag = flags.string("dtype", "auto");
   const int threads = static_cast<int>(flags.integer("threads", 1, 256, std::max(1u, std::thread::hardware_concurrency())));
   const int64_t max_tasks = flags.integer("max-tasks", 1, 100'000, 64);
   const int64_t max_labels = flags.integer("max-labels", 2, common::kMaxLabels, common::kMaxLabels);
@@ -65,6 +67,9 @@ int main(int argc, char** argv) {
   const std::string backbone_name = flags.string("backbone-name", std::filesystem::path(backbone_dir).filename().string());
   if (Status s = flags.finish(); !s.is_ok()) return usage_error(s.message());
   if (device_name != "cpu" && device_name != "cuda") return usage_error("--device must be cpu or cuda");
+  const common::CpuIsa& isa = common::detect_cpu_isa();
+  auto dtype = common::choose_dtype(dtype_flag, device_name == "cuda", isa, "--dtype");
+  if (!dtype.is_ok()) return usage_error(dtype.status().message());
   const auto colon = listen.rfind(':');
   int64_t port = -1;
   if (colon != std::string::npos) {
@@ -96,7 +101,8 @@ int main(int argc, char** argv) {
     source = std::make_unique<serve::DirectorySource>(artifact_dir, own_token);
   }
 
-  serve::ServeMetrics metrics(backbone_name, device_name, batching.max_batch_rows);
+  serve::ServeMetrics metrics(backbone_name, device_name, std::string(common::dtype_name(*dtype)),
+                              batching.max_batch_rows);
   serve::ServeApi api(metrics, api_options);
   net::ServerOptions server_options;
   server_options.host = listen.substr(0, colon);
@@ -121,7 +127,7 @@ int main(int argc, char** argv) {
   // The engine: the backbone once, a slot per resident task (forward only: no trainer).
   at::set_num_threads(threads);
   const c10::Device device = device_name == "cuda" ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
-  auto backbone = engine::Backbone::load(backbone_dir, device, device.is_cuda() ? at::kBFloat16 : at::kFloat);
+  auto backbone = engine::Backbone::load(backbone_dir, device, engine::scalar_type(*dtype));
   if (!backbone.is_ok()) {
     std::cerr << "bitfleet-serve: " << backbone.status().message() << "\n";
     return 1;
@@ -147,8 +153,9 @@ int main(int argc, char** argv) {
   const serve::Engine engine{.source = source.get(), .table = &table, .batcher = &batcher,
                              .tokenizer = tokenizer->get()};
   api.set_ready(&engine);
-  BITFLEET_LOG(kInfo) << "ready: backbone " << backbone_name << " on " << device_name << ", " << max_tasks
-                      << " task slots, " << threads << " threads";
+  BITFLEET_LOG(kInfo) << "ready: backbone " << backbone_name << " on " << device_name << " in "
+                      << common::dtype_name(*dtype) << " (--dtype " << dtype_flag << "), " << max_tasks
+                      << " task slots, " << threads << " threads; CPU " << isa.summary();
 
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   BITFLEET_LOG(kInfo) << "stopping";

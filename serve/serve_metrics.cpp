@@ -16,9 +16,10 @@ const Histogram::BucketBoundaries kLoad = {0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1,
 
 }  // namespace
 
-ServeMetrics::ServeMetrics(const std::string& backbone, const std::string& device, int64_t max_batch_rows)
+ServeMetrics::ServeMetrics(const std::string& backbone, const std::string& device, const std::string& dtype,
+                           int64_t max_batch_rows)
     : registry_(std::make_shared<prometheus::Registry>()),
-      labels_({{"backbone", backbone}, {"device", device}}),
+      labels_({{"backbone", backbone}, {"device", device}, {"dtype", dtype}}),
       max_batch_rows_(static_cast<double>(max_batch_rows)),
       latency_(prometheus::BuildHistogram().Name("bitfleet_serve_request_seconds")
                    .Help("Time of a POST /v1/predict from arrival to answer, by HTTP status class").Register(*registry_)),

@@ -21,7 +21,8 @@ namespace bitfleet::serve {
 
 class ServeMetrics {
  public:
-  ServeMetrics(const std::string& backbone, const std::string& device, int64_t max_batch_rows);
+  ServeMetrics(const std::string& backbone, const std::string& device, const std::string& dtype,
+               int64_t max_batch_rows);
 
   // One answered POST /v1/predict: its HTTP status and seconds from arrival to answer.
   void request(int status, double seconds);

@@ -144,7 +144,8 @@ Status GroupRunner::setup() {
   BITFLEET_ASSIGN_OR_RETURN(session_, engine::Session::open(options_.session, comm_));
   trainer_ = &session_->trainer();
   BITFLEET_ASSIGN_OR_RETURN(metrics_, WorkerMetrics::create(options_.metrics_port, comm_.rank(),
-                                                            options_.backbone_name, options_.session.device));
+                                                            options_.backbone_name, options_.session.device,
+                                                            std::string(common::dtype_name(session_->dtype()))));
   if (leader_) {
     backbone_sha256_ = net::weights_sha256(options_.session.backbone_dir);
     agent::AgentOptions a;
@@ -156,6 +157,8 @@ Status GroupRunner::setup() {
     a.backbone = options_.backbone_name;
     a.backbone_sha256 = backbone_sha256_;
     a.device = options_.session.device;
+    a.dtype = common::dtype_name(session_->dtype());
+    a.cpu = common::detect_cpu_isa().summary();
     a.slots = options_.session.slots;
     a.ranks = comm_.size();
     a.max_labels = options_.session.max_labels;

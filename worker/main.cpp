@@ -1,5 +1,5 @@
 // mpirun -np R bitfleet-worker --coordinator URL --backbone DIR --slots S --token-file FILE
-//     [--backbone-name NAME] [--device cpu|cuda] [--metrics-port P] [--threads N] [--max-labels N]
+//     [--backbone-name NAME] [--device cpu|cuda] [--dtype auto|fp32|bf16] [--metrics-port P] [--threads N] [--max-labels N]
 //     [--checkpoint-every-steps K] [--checkpoint-every-seconds T] [--events-every-steps N]
 //     [--collective-timeout SECONDS] [--cache-dir DIR] [--rows-per-pass N]
 // One MPI world is one worker group. Parses flags, makes the communicator, and runs the group until
@@ -12,6 +12,7 @@
 #include "common/file_util.h"
 #include "common/flags.h"
 #include "common/log.h"
+#include "common/precision.h"
 #include "common/net/http_client.h"
 #include "worker/comm/factory.h"
 #include "worker/group_runner.h"
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   const std::string token_file = flags.string("token-file");
   options.backbone_name = flags.string("backbone-name", std::filesystem::path(options.session.backbone_dir).filename().string());
   options.session.device = flags.string("device", "cpu");
+  options.session.dtype = flags.string("dtype", "auto");
   options.metrics_port = static_cast<int>(flags.integer("metrics-port", 0, 65000, 0));
   options.session.threads = static_cast<int>(flags.integer("threads", 0, 256, 0));
   options.session.max_labels = flags.integer("max-labels", 2, 64, 64);
@@ -50,6 +52,10 @@ int main(int argc, char** argv) {
   }
   if (options.session.device != "cpu" && options.session.device != "cuda") {
     std::cerr << "bitfleet-worker: --device must be cpu or cuda\n";
+    return 2;
+  }
+  if (auto d = common::choose_dtype(options.session.dtype, false, {}, "--dtype"); !d.is_ok()) {
+    std::cerr << "bitfleet-worker: " << d.status().message() << "\n";
     return 2;
   }
   if (auto url = net::parse_url(options.coordinator_url); !url.is_ok()) {

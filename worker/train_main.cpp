@@ -1,8 +1,8 @@
 // bitfleet-train: train a batch of tasks locally (no coordinator), and tools around the engine.
 //
 //   bitfleet-train run --spec FILE.json --out DIR [--threads N] [--device cpu|cuda]
-//                  [--checkpoint-every N] [--stop-after-steps N] [--resume] [--collective-timeout S]
-//                  [--rows-per-pass N]
+//                  [--dtype auto|fp32|bf16] [--checkpoint-every N] [--stop-after-steps N] [--resume]
+//                  [--collective-timeout S] [--rows-per-pass N]
 //   bitfleet-train describe DIR [--bias-terms X] [--json]
 //   bitfleet-train random-backbone --arch bert|roberta --layers L --hidden H --heads A
 //                  --intermediate I --vocab-size V --out DIR [--seed N] [--max-seq-len N]
@@ -19,6 +19,7 @@
 #include "common/flags.h"
 #include "common/job_spec.h"
 #include "common/log.h"
+#include "common/precision.h"
 #include "worker/comm/factory.h"
 #include "worker/engine/backbone_config.h"
 #include "worker/local/local_run.h"
@@ -30,8 +31,8 @@ using namespace bitfleet;
 
 constexpr const char* kUsage =
     "usage: bitfleet-train run --spec FILE.json --out DIR [--threads N] [--device cpu|cuda]\n"
-    "                      [--checkpoint-every N] [--stop-after-steps N] [--resume] [--collective-timeout S]\n"
-    "                      [--rows-per-pass N]\n"
+    "                      [--dtype auto|fp32|bf16] [--checkpoint-every N] [--stop-after-steps N] [--resume]\n"
+    "                      [--collective-timeout S] [--rows-per-pass N]\n"
     "       bitfleet-train describe DIR [--bias-terms all|query+intermediate|KIND,KIND...] [--json]\n"
     "       bitfleet-train random-backbone --arch bert|roberta --layers L --hidden H --heads A\n"
     "                      --intermediate I --vocab-size V --out DIR [--seed N] [--max-seq-len N]\n";
@@ -127,6 +128,7 @@ int run(common::Flags& flags, int* argc, char*** argv) {
   options.out_dir = flags.string("out");
   options.threads = static_cast<int>(flags.integer("threads", 0, 256, 0));
   options.device = flags.string("device", "cpu");
+  options.dtype = flags.string("dtype", "auto");
   options.checkpoint_every = flags.integer("checkpoint-every", 0, INT64_MAX, 0);
   options.stop_after_steps = flags.integer("stop-after-steps", 0, INT64_MAX, 0);
   options.resume = flags.boolean("resume");
@@ -134,6 +136,7 @@ int run(common::Flags& flags, int* argc, char*** argv) {
   const int64_t timeout = flags.integer("collective-timeout", 1, 86400, 300);
   if (Status s = flags.finish(); !s.is_ok()) return fail(s);
   if (options.device != "cpu" && options.device != "cuda") return fail(invalid_argument("--device must be cpu or cuda"));
+  if (auto d = common::choose_dtype(options.dtype, false, {}, "--dtype"); !d.is_ok()) return fail(d.status());
   comm::CommunicatorOptions copts;
   copts.timeout = std::chrono::seconds(timeout);
   if (options.device == "cuda" && comm::launched_by_mpi()) copts.backend = "nccl";

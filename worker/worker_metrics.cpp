@@ -54,9 +54,10 @@ WorkerMetrics::WorkerMetrics(std::shared_ptr<prometheus::Registry> r, const prom
 }
 
 Result<std::unique_ptr<WorkerMetrics>> WorkerMetrics::create(int port, int rank, const std::string& backbone,
-                                                             const std::string& device) {
+                                                             const std::string& device, const std::string& dtype) {
   auto registry = std::make_shared<prometheus::Registry>();
-  prometheus::Labels labels = {{"rank", std::to_string(rank)}, {"backbone", backbone}, {"device", device}};
+  prometheus::Labels labels = {
+      {"rank", std::to_string(rank)}, {"backbone", backbone}, {"device", device}, {"dtype", dtype}};
   std::unique_ptr<WorkerMetrics> m(new WorkerMetrics(registry, labels));
   if (port > 0) {
     net::ServerOptions server;

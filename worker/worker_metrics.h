@@ -25,7 +25,7 @@ class WorkerMetrics {
  public:
   // port 0: no endpoint (the metrics are still kept).
   static Result<std::unique_ptr<WorkerMetrics>> create(int port, int rank, const std::string& backbone,
-                                                       const std::string& device);
+                                                       const std::string& device, const std::string& dtype);
   ~WorkerMetrics();
 
   void step(double seconds, int64_t examples, int64_t tokens, double allreduce_seconds, int64_t allreduce_bytes);

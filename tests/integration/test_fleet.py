@@ -10,7 +10,9 @@
   requeue and finish elsewhere;
 - a job cancelled while training and a poisoned job beside healthy ones end alone;
 - SIGTERM: the group checkpoints, gives its leases back, and leaves cleanly;
-- a real Prometheus scrapes the coordinator and both groups and answers queries for their series.
+- a real Prometheus scrapes the coordinator and both groups and answers queries for their series;
+- groups register the dtype they compute in (`--dtype auto` resolved by the CPU's AMX-BF16) and their
+  CPU; a job that requires a dtype trains only on a group of it, and its artifact says so.
 """
 import os
 import signal
@@ -201,6 +203,58 @@ class FleetTest(trainlib.BackboneTestCase):
         self.assertIn("non-finite", jobs[3]["error"]["message"])
         # The cancelled job stopped training: its progress stays below its 100 epochs.
         self.assertLess(jobs[2]["progress"]["step"], jobs[2]["progress"]["total_steps"])
+
+    # --- dtypes -----------------------------------------------------------------------------------------
+
+    def test_groups_register_their_dtype_and_jobs_requiring_one_train_there(self):
+        c, client = self.start_coordinator("dtypes")
+        flags, model = set(), ""
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and not model:
+                    model = " ".join(line.split(":", 1)[1].split())
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+        # auto: bf16 only where AMX-BF16 is there (on AVX512-BF16 alone bf16 matmuls are slower).
+        auto = "bf16" if {"amx_bf16", "amx_tile"} <= flags else "fp32"
+        other = "fp32" if auto == "bf16" else "bf16"
+        auto_group = self.start_group(c, "dtype-auto", dtype="auto")
+        self.start_group(c, "dtype-other", ranks=1, dtype=other)
+        workers = fleetlib.wait_for(lambda: (lambda w: w if len(w) == 2 else None)(
+            client.call("GET", "/v1/workers").json()["data"]), 120, "two groups to register")
+        by_dtype = {w["dtype"]: w for w in workers}
+        self.assertEqual(set(by_dtype), {auto, other}, workers)
+        self.assertEqual(by_dtype[auto]["ranks"], 2)
+        for w in workers:
+            self.assertTrue(" ".join(w["cpu"].split()).startswith(model + ";"), w["cpu"])
+            self.assertEqual("avx512_bf16" in w["cpu"].split(";")[1].split(), "avx512_bf16" in flags, w["cpu"])
+        self.assertIn(f"dtype {auto} (--dtype auto)", auto_group.log_text())
+
+        files = fleetlib.upload_tasks(client, self.dir, ["sentiment"], n_train=48, n_dev=16)
+        requests_ = [fleetlib.job_request(files, "sentiment", self.backbone_name, seed=i, dtype=d)
+                     for i, d in enumerate(["bf16", "fp32", "bf16", "fp32"])]
+        ids = self.submit(client, requests_)
+        jobs = self.wait_done(client, ids)
+        for job, request in zip(jobs, requests_):
+            want = request["hyperparameters"]["dtype"]
+            self.assertEqual(job["status"], "succeeded", job["error"])
+            self.assertEqual(job["hyperparameters"]["dtype"], want)
+            ran_on = {e["data"].get("worker_group") for e in fleetlib.events(client, job["id"])
+                      if e["data"].get("status") == "running"}
+            self.assertEqual(ran_on, {by_dtype[want]["id"]}, f"{job['id']} requires {want}")
+            path = os.path.join(self.dir, f"{job['id']}.safetensors")
+            with open(path, "wb") as f:
+                f.write(client.call("GET", f"/v1/jobs/{job['id']}/artifact").content)
+            from safetensors import safe_open
+            with safe_open(path, "pt") as f:
+                self.assertEqual(f.metadata()["dtype"], want)
+        # A bad requirement is refused naming the field.
+        bad = fleetlib.job_request(files, "sentiment", self.backbone_name, dtype="fp16")
+        r = client.call("POST", "/v1/jobs", json=bad)
+        self.assertEqual(r.status_code, 422, r.text)
+        self.assertEqual(r.headers["Content-Type"].split(";")[0], "application/problem+json")
+        self.assertIn("hyperparameters.dtype", r.text)
 
     # --- SIGTERM ----------------------------------------------------------------------------------------
 

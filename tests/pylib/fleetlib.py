@@ -19,8 +19,12 @@ def free_port():
 
 
 class WorkerGroup:
-    def __init__(self, coordinator, backbone, log_dir, name, ranks=2, slots=4, metrics_port=0, extra=()):
+    def __init__(self, coordinator, backbone, log_dir, name, ranks=2, slots=4, metrics_port=0, extra=(),
+                 dtype="fp32"):
+        """dtype: --dtype; fp32 unless a test says otherwise, as the tests compare with fp32
+        references and `auto` (the binaries' default) is bf16 on AMX CPUs."""
         self.coordinator = coordinator
+        self.dtype = dtype
         self.backbone = backbone
         self.ranks = ranks
         self.slots = slots
@@ -35,7 +39,7 @@ class WorkerGroup:
             lib.binary("bitfleet-worker"), "--coordinator", self.coordinator.url, "--backbone", self.backbone,
             "--slots", str(self.slots), "--token-file", token_file, "--threads", "1",
             "--cache-dir", os.path.join(os.path.dirname(self.log_path), "cache"),
-            "--metrics-port", str(self.metrics_port), *self.extra]
+            "--metrics-port", str(self.metrics_port), "--dtype", self.dtype, *self.extra]
         self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         return self

@@ -11,9 +11,12 @@ import bitfleet_testlib as lib
 
 
 class Serve:
-    def __init__(self, backbone, token_file, log_dir, name, coordinator=None, artifact_dir=None, extra=()):
+    def __init__(self, backbone, token_file, log_dir, name, coordinator=None, artifact_dir=None, extra=(),
+                 dtype="fp32"):
+        """dtype: --dtype; fp32 unless a test says otherwise (predictions are checked against
+        transformers in fp32; `auto` is bf16 on AMX CPUs)."""
         self.command = [lib.binary("bitfleet-serve"), "--listen", "127.0.0.1:0", "--backbone", backbone,
-                        "--token-file", token_file, "--threads", "1", *extra]
+                        "--token-file", token_file, "--threads", "1", "--dtype", dtype, *extra]
         if coordinator:
             self.command += ["--coordinator", coordinator]
         if artifact_dir:

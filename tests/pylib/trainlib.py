@@ -42,13 +42,14 @@ def job(directory, name, task="sentiment", n_train=200, n_dev=60, seed=0, **hype
             "hyperparameters": hyperparameters}
 
 
-def run(directory, backbone, jobs, out_name, slots=4, extra=(), mpi_ranks=0, timeout=600):
-    """Runs bitfleet-train on `jobs`; returns (out_dir, metrics)."""
+def run(directory, backbone, jobs, out_name, slots=4, extra=(), mpi_ranks=0, timeout=600, dtype="fp32"):
+    """Runs bitfleet-train on `jobs`; returns (out_dir, metrics). dtype: --dtype, fp32 unless a test
+    says otherwise (tests compare with fp32 references; `auto` is bf16 on AMX CPUs)."""
     spec_path = os.path.join(directory, f"{out_name}.spec.json")
     with open(spec_path, "w") as f:
         json.dump({"backbone": backbone, "slots": slots, "log_every": 1000, "jobs": jobs}, f)
     out = os.path.join(directory, out_name)
-    command = [lib.binary("bitfleet-train"), "run", "--spec", spec_path, "--out", out, *extra]
+    command = [lib.binary("bitfleet-train"), "run", "--spec", spec_path, "--out", out, "--dtype", dtype, *extra]
     if mpi_ranks:
         command = mpirun(mpi_ranks) + command
     lib.run(command, timeout=timeout)

@@ -145,9 +145,10 @@ bool Agent::drain(std::chrono::milliseconds timeout) {
 bool Agent::ensure_registered() {
   if (registered_) return true;
   // After a coordinator lost us, the same id: we keep our leases.
-  const protocol::Registration message{group_id(), options_.name, options_.backbone, options_.backbone_sha256,
-                                       options_.device, options_.slots, options_.ranks, options_.max_labels,
-                                       options_.max_seq_len};
+  const protocol::Registration message{group_id(),      options_.name,       options_.backbone,
+                                       options_.backbone_sha256, options_.device, options_.dtype,
+                                       options_.cpu,     options_.slots,      options_.ranks,
+                                       options_.max_labels,      options_.max_seq_len};
   auto r = client_->request("POST", "/internal/v1/workers", protocol::to_json(message).dump());
   if (!r.is_ok() || r->status != 201) {
     BITFLEET_LOG(kWarning) << "registering with " << options_.coordinator_url << ": "

@@ -51,6 +51,8 @@ struct AgentOptions {
   std::string backbone;
   std::string backbone_sha256;
   std::string device = "cpu";
+  std::string dtype = "fp32";
+  std::string cpu;
   int64_t slots = 1;
   int64_t ranks = 1;
   int64_t max_labels = 64;

@@ -18,6 +18,7 @@
 #include <ATen/Tensor.h>
 #include <c10/core/Device.h>
 
+#include "common/precision.h"
 #include "common/status.h"
 #include "worker/engine/backbone_config.h"
 
@@ -29,6 +30,10 @@ struct EncoderLayerWeights {
   at::Tensor inter_w, inter_b, out_w, out_b, out_ln_w, out_ln_b;
 };
 
+inline c10::ScalarType scalar_type(common::Dtype dtype) {
+  return dtype == common::Dtype::kBf16 ? c10::kBFloat16 : c10::kFloat;
+}
+
 class Backbone {
  public:
   static Result<std::unique_ptr<Backbone>> load(const std::string& dir, c10::Device device,
@@ -37,6 +42,7 @@ class Backbone {
   const BackboneConfig& config() const { return config_; }
   c10::Device device() const { return device_; }
   c10::ScalarType dtype() const { return dtype_; }
+  common::Dtype precision() const { return dtype_ == c10::kBFloat16 ? common::Dtype::kBf16 : common::Dtype::kFp32; }
   // False for checkpoints saved without a pooler: BERT sequence tasks then cannot run on it.
   bool has_pooler() const { return pooler_w.defined(); }
 

@@ -10,6 +10,7 @@ namespace bitfleet::engine {
 struct SessionOptions {
   std::string backbone_dir;
   std::string device = "cpu";  // cpu | cuda
+  std::string dtype = "auto";  // auto | fp32 | bf16 (common/precision.h)
   int threads = 0;             // LibTorch intra-op threads; 0: leave LibTorch's setting
   int64_t slots = 8;           // tasks trained at once
   int64_t max_labels = 64;     // the widest head a slot holds

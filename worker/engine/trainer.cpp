@@ -52,6 +52,12 @@ Status Trainer::check(const common::JobRequest& r) const {
                                 " positions",
                             "hyperparameters.max_seq_len");
   }
+  if (const auto& d = r.hyperparameters.dtype; d && *d != model_.backbone().precision()) {
+    return invalid_argument("hyperparameters.dtype: the job requires " + std::string(common::dtype_name(*d)) +
+                                ", but this worker computes in " +
+                                std::string(common::dtype_name(model_.backbone().precision())) + " (--dtype)",
+                            "hyperparameters.dtype");
+  }
   if ((r.hyperparameters.bias_terms & ~layout.table_kinds()).any()) {
     return invalid_argument("hyperparameters.bias_terms: this worker keeps per-task rows only for " +
                                 common::bias_terms_name(layout.table_kinds()),

@@ -120,7 +120,7 @@ class LocalRun final : public engine::SlotDriver {
  public:
   LocalRun(const LocalRunOptions& options, Spec spec, Session& session, comm::Communicator& comm)
       : options_(options), spec_(std::move(spec)), trainer_(session.trainer()), tokenizer_(*session.tokenizer()),
-        comm_(comm), leader_(comm.rank() == 0), checkpoints_(options.out_dir + "/checkpoints/") {}
+        dtype_(session.dtype()), comm_(comm), leader_(comm.rank() == 0), checkpoints_(options.out_dir + "/checkpoints/") {}
 
   Status run() {
     BITFLEET_RETURN_IF_ERROR(load_data());
@@ -284,6 +284,7 @@ class LocalRun final : public engine::SlotDriver {
     const double total = seconds_since(run_start_);
     json out = {{"steps", steps_}, {"seconds", total}, {"examples", examples_}, {"tokens", tokens_},
                 {"examples_per_second", examples_ / total}, {"ranks", comm_.size()}, {"stopped", stopped_},
+                {"dtype", common::dtype_name(dtype_)}, {"cpu", common::detect_cpu_isa().summary()},
                 {"jobs", json::object()}};
     for (const auto& job : spec_.jobs) {
       const auto& o = job.outcome;
@@ -309,6 +310,7 @@ class LocalRun final : public engine::SlotDriver {
   Spec spec_;
   Trainer& trainer_;
   const text::Tokenizer& tokenizer_;
+  const common::Dtype dtype_;
   comm::Communicator& comm_;
   const bool leader_;
   const std::string checkpoints_;
@@ -329,6 +331,7 @@ Status run_local(const LocalRunOptions& options, comm::Communicator& comm) {
   BITFLEET_ASSIGN_OR_RETURN(Spec spec, read_spec(options.spec_path));
   BITFLEET_ASSIGN_OR_RETURN(auto session, Session::open({.backbone_dir = spec.backbone,
                                                          .device = options.device,
+                                                         .dtype = options.dtype,
                                                          .threads = options.threads > 0 ? options.threads : spec.threads,
                                                          .slots = spec.slots,
                                                          .max_labels = spec.max_labels,

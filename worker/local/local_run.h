@@ -25,6 +25,7 @@ struct LocalRunOptions {
   int64_t stop_after_steps = 0;    // checkpoint every job and stop after this many group steps
   bool resume = false;             // start jobs from OUT/checkpoints when there
   std::string device = "cpu";
+  std::string dtype = "auto";      // auto | fp32 | bf16
   int64_t rows_per_pass = -1;      // -1: one segment per pass on CPU, one pass on a GPU
 };
 

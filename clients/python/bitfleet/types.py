@@ -78,6 +78,8 @@ class WorkerGroup(_FromJson):
     name: str = ""
     backbone: str = ""
     device: str = ""
+    dtype: str = ""
+    cpu: str = ""
     ranks: int = 0
     slots: int = 0
     free_slots: int = 0

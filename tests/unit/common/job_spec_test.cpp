@@ -60,6 +60,23 @@ TEST(JobSpecTest, CanonicalJsonRoundTrips) {
   EXPECT_EQ(to_json(*second), canonical);
 }
 
+// A job may require the precision it trains in; by default it takes the group's.
+TEST(JobSpecTest, DtypeRequirementRoundTripsAndDefaultsToAny) {
+  json j = valid_request();
+  auto plain = parse_job_request(j, FileRefs::kFileIds);
+  ASSERT_TRUE(plain.is_ok());
+  EXPECT_FALSE(plain->hyperparameters.dtype.has_value());
+  EXPECT_EQ(to_json(*plain)["hyperparameters"]["dtype"], "any");
+  for (const char* name : {"fp32", "bf16"}) {
+    j["hyperparameters"]["dtype"] = name;
+    auto r = parse_job_request(j, FileRefs::kFileIds);
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    ASSERT_TRUE(r->hyperparameters.dtype.has_value());
+    EXPECT_EQ(dtype_name(*r->hyperparameters.dtype), name);
+    EXPECT_EQ(to_json(*r)["hyperparameters"]["dtype"], name);
+  }
+}
+
 TEST(JobSpecTest, QueryIntermediateSubsetIsNamed) {
   json j = valid_request();
   j["hyperparameters"]["bias_terms"] = "query+intermediate";
@@ -153,6 +170,8 @@ const BadRequest kBadRequests[] = {
     {"BiasTermsEmptyList", [](json& j) { j["hyperparameters"]["bias_terms"] = json::array(); }, "hyperparameters.bias_terms", "non-empty list"},
     {"BiasTermsUnknownKind", [](json& j) { j["hyperparameters"]["bias_terms"] = {"query", "gate"}; }, "hyperparameters.bias_terms[1]", "must be one of"},
     {"BiasTermsDuplicateKind", [](json& j) { j["hyperparameters"]["bias_terms"] = {"key", "key"}; }, "hyperparameters.bias_terms[1]", "unique"},
+    {"DtypeUnknown", [](json& j) { j["hyperparameters"]["dtype"] = "fp16"; }, "hyperparameters.dtype", "any, fp32, bf16"},
+    {"DtypeNotString", [](json& j) { j["hyperparameters"]["dtype"] = 32; }, "hyperparameters.dtype", "string"},
     {"MaxGradNormNegative", [](json& j) { j["hyperparameters"]["max_grad_norm"] = -1; }, "hyperparameters.max_grad_norm", "[0, 1e+06]"},
     {"UnknownHyperparameter", [](json& j) { j["hyperparameters"]["momentum"] = 0.9; }, "hyperparameters.momentum", "unknown field"},
     {"HyperparametersNotObject", [](json& j) { j["hyperparameters"] = json::array(); }, "hyperparameters", "must be an object"},

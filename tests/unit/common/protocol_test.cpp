@@ -58,12 +58,18 @@ TEST(ProtocolTest, UnknownFieldsAreIgnoredForNewerCoordinators) {
 
 // The worker's requests: every one round-trips, and the coordinator's parse names a bad field.
 TEST(ProtocolTest, WorkerRequestsRoundTrip) {
-  Registration reg{"wg-0123", "host:1", "minilm", std::string(64, 'c'), "cuda", 8, 2, 16, 256};
+  Registration reg{"wg-0123", "host:1", "minilm", std::string(64, 'c'), "cuda", "bf16", "Xeon; avx512f amx_bf16",
+                   8, 2, 16, 256};
   auto reg_back = parse_registration(to_json(reg));
   ASSERT_TRUE(reg_back.is_ok()) << reg_back.status().to_string();
   EXPECT_EQ(to_json(*reg_back), to_json(reg));
   reg.id.clear();
   EXPECT_FALSE(to_json(reg).contains("id")) << "a new group sends no id";
+  // A group from before dtypes were registered computed as its device did then.
+  nlohmann::json old = {{"name", "x"}, {"backbone", "b"}, {"slots", 2}, {"device", "cuda"}};
+  EXPECT_EQ(parse_registration(old)->dtype, "bf16");
+  old["device"] = "cpu";
+  EXPECT_EQ(parse_registration(old)->dtype, "fp32");
 
   Heartbeat beat{3, {{"job-1", 2, 10, 40, 0.25}, {"job-2", 1, 0, 0, std::nullopt}}};
   auto beat_back = parse_heartbeat(to_json(beat));
@@ -95,6 +101,7 @@ TEST(ProtocolTest, MalformedWorkerRequestsNameTheField) {
   const std::vector<std::pair<Result<int>, std::string>> cases = {
       {parse_registration(json{{"name", "x"}, {"backbone", "b"}, {"slots", 0}}).status(), "slots"},
       {parse_registration(json{{"name", "x"}, {"backbone", "b"}, {"slots", 2}, {"colour", 1}}).status(), "colour"},
+      {parse_registration(json{{"name", "x"}, {"backbone", "b"}, {"slots", 2}, {"dtype", "fp16"}}).status(), "dtype"},
       {parse_lease_request(json{{"free_slots", "many"}}).status(), "free_slots"},
       {parse_heartbeat(json{{"free_slots", 1}, {"jobs", {{{"id", "job-1"}, {"attempt", 0}}}}}).status(), "jobs[0].attempt"},
       {parse_heartbeat(json{{"free_slots", 1}, {"jobs", "none"}}).status(), "jobs"},

@@ -20,7 +20,7 @@ class StoreTest : public ::testing::Test {
     open();
     FileRecord f{"file-000000000000000000000001", "a", "t.tsv", "tsv", "abc", 10, 2, 1000, {"sentence", "label"}};
     ASSERT_TRUE(store_->insert_file(f, std::nullopt).is_ok());
-    WorkerRecord w{"wg-000000000000000000000001", "g", "bert", "", "cpu", 4, 1, 4, 8, 128, 0, 0};
+    WorkerRecord w{"wg-000000000000000000000001", "g", "bert", "", "cpu", "fp32", "", 4, 1, 4, 8, 128, 0, 0};
     ASSERT_TRUE(store_->put_worker(w).is_ok());
   }
   void TearDown() override {
@@ -167,6 +167,33 @@ TEST_F(StoreTest, LeaseSkipsJobsTheGroupCannotRun) {
   EXPECT_EQ(lease(3, 5000), (std::vector<std::string>{fits}));
   EXPECT_EQ(job(too_many_labels).status, kQueued);
   EXPECT_EQ(job(other_backbone).status, kQueued);
+}
+
+// A job's dtype requirement: only groups computing in it lease the job; "any" goes anywhere.
+TEST_F(StoreTest, LeaseLeavesJobsThatRequireAnotherDtype) {
+  auto requiring = [&](std::optional<common::Dtype> dtype, int64_t at) {
+    JobRecord j = regression_job(at);
+    j.request.hyperparameters.dtype = dtype;
+    EXPECT_TRUE(store_->create_jobs("a", {j}, std::nullopt).is_ok());
+    return j.id;
+  };
+  const std::string bf16 = requiring(common::Dtype::kBf16, 1000), fp32 = requiring(common::Dtype::kFp32, 2000),
+                    any = requiring(std::nullopt, 3000);
+  EXPECT_EQ(lease(3, 5000), (std::vector<std::string>{fp32, any}));
+  EXPECT_EQ(job(bf16).status, kQueued);
+  EXPECT_EQ(job(bf16).request.hyperparameters.dtype, common::Dtype::kBf16) << "the requirement is stored";
+
+  WorkerRecord w = **store_->get_worker(kGroup);
+  EXPECT_EQ(w.dtype, "fp32");
+  w.id = "wg-000000000000000000000002";
+  w.dtype = "bf16";
+  w.cpu = "Xeon; avx512f avx512_bf16 amx_bf16";
+  ASSERT_TRUE(store_->put_worker(w).is_ok());
+  EXPECT_EQ((*store_->get_worker(w.id))->cpu, w.cpu);
+  auto leased = store_->lease_jobs(w.id, 3, 5000, 1000);
+  ASSERT_TRUE(leased.is_ok());
+  ASSERT_EQ(leased->size(), 1u);
+  EXPECT_EQ((*leased)[0].job.id, bf16);
 }
 
 TEST_F(StoreTest, ExpiredLeaseRequeuesWithNextAttempt) {

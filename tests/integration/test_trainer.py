@@ -1,8 +1,10 @@
-"""The trainer's promises, checked on a random backbone with generated tasks (CPU, fp32):
+"""The trainer's promises, checked on a random backbone with generated tasks (CPU, fp32 unless said):
 
 - tasks trained together end where each trained alone ends, bit for bit on CPU (one segment per
-  pass), at 1 and at 2 intra-op threads, also at MiniLM's widths where MKL's GEMMs take threads;
-- a run stopped at step N and resumed from its checkpoints ends bit for bit where a straight run ends;
+  pass), at 1 and at 2 intra-op threads, also at MiniLM's widths where MKL's GEMMs take threads,
+  in fp32 and in bf16 (`--dtype bf16`: oneDNN's bf16 GEMMs, on whatever CPU this runs);
+- a run stopped at step N and resumed from its checkpoints ends bit for bit where a straight run
+  ends, in fp32 and in bf16;
 - a task entering a free slot mid-run leaves the others' trajectories unchanged;
 - a poisoned task (its loss overflows) fails alone, with the reason, while the others finish;
 - a job learns (its validation metric beats chance clearly).
@@ -53,28 +55,33 @@ class TrainerTest(trainlib.BackboneTestCase):
                 trainlib.job(wide, "pairs", "pairs", seed=2, max_steps=4, batch_size=8),
                 trainlib.job(wide, "tagging", "tagging", seed=3, max_steps=4, batch_size=24),
                 trainlib.job(wide, "topic", "topic", seed=4, max_steps=4, batch_size=5)]
-        for threads in ("1", "2"):
-            together, _ = trainlib.run(wide, backbone, jobs, f"together-t{threads}", slots=4,
+        for dtype, threads in [("fp32", "1"), ("fp32", "2"), ("bf16", "1"), ("bf16", "2")]:
+            run = f"{dtype}-t{threads}"
+            together, _ = trainlib.run(wide, backbone, jobs, f"together-{run}", slots=4, dtype=dtype,
                                        extra=["--threads", threads])
-            alone, _ = trainlib.run(wide, backbone, jobs[:1], f"alone-t{threads}", slots=1,
+            alone, _ = trainlib.run(wide, backbone, jobs[:1], f"alone-{run}", slots=1, dtype=dtype,
                                     extra=["--threads", threads])
-            a, _ = trainlib.artifact(together, "sentiment")
+            a, meta = trainlib.artifact(together, "sentiment")
             b, _ = trainlib.artifact(alone, "sentiment")
-            assert_tensors_equal(self, a, b, tolerance=0.0, what=f"sentiment at {threads} threads")
+            self.assertEqual(meta["dtype"], dtype)
+            assert_tensors_equal(self, a, b, tolerance=0.0, what=f"sentiment in {dtype} at {threads} threads")
 
     def test_resume_continues_bit_for_bit(self):
         jobs = self.four_jobs(epochs=2)  # 200 examples / 8 = 25 steps per epoch, 50 in all
-        straight, _ = trainlib.run(self.dir, self.backbone, jobs, "straight")
-        stopped, metrics = trainlib.run(self.dir, self.backbone, jobs, "resumed", extra=["--stop-after-steps", "25"])
-        self.assertTrue(metrics["stopped"])
-        self.assertTrue(all(j["status"] == "stopped" for j in metrics["jobs"].values()))
-        resumed, metrics = trainlib.run(self.dir, self.backbone, jobs, "resumed", extra=["--resume"])
-        for j in jobs:
-            self.assertEqual(metrics["jobs"][j["name"]]["status"], "succeeded")
-            a, meta_a = trainlib.artifact(straight, j["name"])
-            b, meta_b = trainlib.artifact(resumed, j["name"])
-            assert_tensors_equal(self, a, b, tolerance=0.0, what=j["name"])
-            self.assertEqual(meta_a["metrics"], meta_b["metrics"])
+        for dtype in ("fp32", "bf16"):
+            straight, _ = trainlib.run(self.dir, self.backbone, jobs, f"straight-{dtype}", dtype=dtype)
+            stopped, metrics = trainlib.run(self.dir, self.backbone, jobs, f"resumed-{dtype}", dtype=dtype,
+                                            extra=["--stop-after-steps", "25"])
+            self.assertTrue(metrics["stopped"])
+            self.assertTrue(all(j["status"] == "stopped" for j in metrics["jobs"].values()))
+            resumed, metrics = trainlib.run(self.dir, self.backbone, jobs, f"resumed-{dtype}", dtype=dtype,
+                                            extra=["--resume"])
+            for j in jobs:
+                self.assertEqual(metrics["jobs"][j["name"]]["status"], "succeeded")
+                a, meta_a = trainlib.artifact(straight, j["name"])
+                b, meta_b = trainlib.artifact(resumed, j["name"])
+                assert_tensors_equal(self, a, b, tolerance=0.0, what=f"{j['name']} in {dtype}")
+                self.assertEqual(meta_a["metrics"], meta_b["metrics"])
 
     def test_task_entering_mid_run_does_not_change_the_others(self):
         base = self.four_jobs(epochs=2)[:2]

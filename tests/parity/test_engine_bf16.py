@@ -1,21 +1,24 @@
-"""GPU parity (skipped where torch sees no CUDA device): bitfleet's bf16 GPU path against
-transformers on the same weights.
+"""bf16 parity, on the CPU (`--device cpu`, always) and on a GPU (`--device cuda`, skipped where
+torch sees no CUDA device): bitfleet's bf16 path against transformers on the same weights.
 
-1. One mixed step on the GPU — three slots with their own heads in one batch, padded and unpadded
-   segments, two sequence lengths (so both the fused-attention path and the masked path run) —
-   gives every slot the logits and bias/head gradients of the float64 reference, as closely as
-   transformers' own bf16 autocast does on the same GPU.
+    python tests/parity/test_engine_bf16.py --device cpu|cuda [unittest args]
+
+1. One mixed bf16 step on the device — three slots with their own heads in one batch, padded and
+   unpadded segments, two sequence lengths (on a GPU both the fused-attention path and the masked
+   path run; on the CPU each segment is its own call) — gives every slot the logits and bias/head
+   gradients of the float64 reference, as closely as transformers' own bf16 autocast does on the
+   same device.
 
    The tolerance, and why: bf16 keeps 8 significant bits (unit roundoff 2^-9 ≈ 2e-3), so no bf16
    computation matches float64 to better than ~1e-3 relative, and the error grows with every layer.
-   The honest yardstick is the peer: transformers under torch.autocast(bfloat16), which users run
-   today. bitfleet stores the frozen weights in bf16 and keeps the residual stream in bf16, where
-   autocast keeps weights, LayerNorm and the residual stream in fp32; that costs a few more
-   roundings per layer. The bound is therefore relative error ≤ 4 × autocast's + 5e-3 (measured
-   figures are printed), and ≤ 5e-2 outright for logits, 1e-1 for gradients: a real bug (a wrong
-   slot, a missing bias, a wrong mask) is off by O(1).
-2. Training on the GPU ends where training on the CPU ends: three generated tasks trained by
-   `bitfleet-train run --device cuda` and `--device cpu` reach dev accuracies within 0.05, and the
+   The honest yardstick is the peer: transformers under torch.autocast(bfloat16) on the same
+   device, which users run today. bitfleet stores the frozen weights in bf16 and keeps the residual
+   stream in bf16, where autocast keeps weights, LayerNorm and the residual stream in fp32; that
+   costs a few more roundings per layer. The bound is therefore relative error ≤ 4 × autocast's +
+   5e-3 (measured figures are printed), and ≤ 5e-2 outright for logits, 1e-1 for gradients: a real
+   bug (a wrong slot, a missing bias, a wrong mask) is off by O(1).
+2. bf16 training ends where fp32 training ends: three generated tasks trained by `bitfleet-train
+   run --dtype bf16 --device D` and by the fp32 CPU path reach dev accuracies within 0.05, and the
    tagging task is learnt.
 """
 import json
@@ -33,20 +36,21 @@ from transformers import BertConfig, BertForSequenceClassification  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 SKIP_REASON = "no CUDA device: the GPU parity tests run on a GPU machine (bench/gpu_session.sh); skipped, not passed"
+DEVICE = "cpu"  # --device, set in __main__
 
 
 def rel(got, want):
     return float((got.double() - want.double()).norm() / want.double().norm().clamp_min(1e-30))
 
 
-@unittest.skipUnless(CUDA, SKIP_REASON)
-class GpuStepParityTest(unittest.TestCase):
+class Bf16StepParityTest(unittest.TestCase):
     LABELS = 3
     # (slot, examples, lengths): equal longest lengths for slots 0 and 1 (one fused attention call
     # with a mask), and slot 3 unpadded at another length (a mask-free call).
     SEGMENTS = [(0, 6, [48, 40, 31, 48, 12, 20]), (1, 5, [48, 48, 7, 33, 48]), (3, 4, [24, 24, 24, 24])]
 
     def test_mixed_bf16_step_matches_float64_reference_as_closely_as_autocast(self):
+        device = DEVICE
         config = BertConfig(vocab_size=500, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
                             intermediate_size=1024, max_position_embeddings=128, hidden_dropout_prob=0.0,
                             attention_probs_dropout_prob=0.0, num_labels=self.LABELS)
@@ -82,7 +86,7 @@ class GpuStepParityTest(unittest.TestCase):
             save_file(heads, os.path.join(tmp, "heads.safetensors"))
             with open(os.path.join(tmp, "spec.json"), "w") as f:
                 json.dump(spec, f)
-            lib.run([lib.test_binary("engine_probe"), "--backbone", os.path.join(tmp, "model"), "--device", "cuda",
+            lib.run([lib.test_binary("engine_probe"), "--backbone", os.path.join(tmp, "model"), "--device", device,
                      "--dtype", "bfloat16", "--inputs", os.path.join(tmp, "in.safetensors"), "--spec",
                      os.path.join(tmp, "spec.json"), "--heads", os.path.join(tmp, "heads.safetensors"),
                      "--out", os.path.join(tmp, "out.safetensors")])
@@ -98,7 +102,7 @@ class GpuStepParityTest(unittest.TestCase):
             length = int(mask[rows].sum(1).max())
             inputs = {k: v[rows, :length].to(device) for k, v in
                       {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}.items()}
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
                 result = m(**inputs, labels=labels[rows].to(device))
             result.loss.backward()
             grads = {name: p.grad.detach().double().cpu() for name, p in m.named_parameters() if p.grad is not None}
@@ -111,12 +115,12 @@ class GpuStepParityTest(unittest.TestCase):
 
         autocast_model = BertForSequenceClassification(config).eval()
         autocast_model.load_state_dict(model.state_dict())
-        autocast_model = trainable(autocast_model.cuda())
+        autocast_model = trainable(autocast_model.to(device))
         reference = trainable(model.double())
 
         for i, (seg, (slot, _, _)) in enumerate(zip(spec["segments"], self.SEGMENTS)):
             want_logits, want_grads = run_reference(reference, "cpu", False, seg, slot)
-            ac_logits, ac_grads = run_reference(autocast_model, "cuda", True, seg, slot)
+            ac_logits, ac_grads = run_reference(autocast_model, device, True, seg, slot)
             got_logits = out[f"logits/{i}"]
             names = sorted(want_grads)
             prefix = f"grad/slot{slot}/"
@@ -125,37 +129,41 @@ class GpuStepParityTest(unittest.TestCase):
             got_g = flat({k: out[prefix + k] for k in names})
             err_logits, err_grads = rel(got_logits, want_logits), rel(got_g, flat(want_grads))
             ac_err_logits, ac_err_grads = rel(ac_logits, want_logits), rel(flat(ac_grads), flat(want_grads))
-            print(f"\nslot {slot}: relative error vs float64 — logits bitfleet {err_logits:.2e} autocast "
+            print(f"\n{device} slot {slot}: relative error vs float64 — logits bitfleet {err_logits:.2e} autocast "
                   f"{ac_err_logits:.2e}; gradients bitfleet {err_grads:.2e} autocast {ac_err_grads:.2e}", flush=True)
             self.assertLess(err_logits, min(5e-2, 4 * ac_err_logits + 5e-3), f"logits of slot {slot}")
             self.assertLess(err_grads, min(1e-1, 4 * ac_err_grads + 5e-3), f"gradients of slot {slot}")
             self.assertGreater(float(flat(want_grads).abs().sum()), 1e-6)
 
 
-@unittest.skipUnless(CUDA, SKIP_REASON)
-class GpuTrainingTest(unittest.TestCase):
-    def test_training_on_the_gpu_reaches_what_the_cpu_reaches(self):
+class Bf16TrainingTest(unittest.TestCase):
+    def test_bf16_training_reaches_what_fp32_training_reaches(self):
         with lib.TempDir() as tmp:
             backbone = trainlib.random_backbone(tmp)
             jobs = [trainlib.job(tmp, "tagging", "tagging", n_train=400, n_dev=100, seed=3, epochs=3,
                                  learning_rate=5e-3),
                     trainlib.job(tmp, "sentiment", "sentiment", n_train=400, seed=1, epochs=4, learning_rate=5e-3),
                     trainlib.job(tmp, "pairs", "pairs", n_train=400, seed=2, epochs=4, learning_rate=5e-3)]
-            _, cpu = trainlib.run(tmp, backbone, jobs, "cpu", slots=4, extra=["--device", "cpu", "--threads", "4"])
-            _, gpu = trainlib.run(tmp, backbone, jobs, "gpu", slots=4, extra=["--device", "cuda"])
+            _, cpu = trainlib.run(tmp, backbone, jobs, "cpu", slots=4, extra=["--device", "cpu", "--threads", "2"])
+            _, bf16 = trainlib.run(tmp, backbone, jobs, "bf16", slots=4, dtype="bf16",
+                                  extra=["--device", DEVICE, "--threads", "2"])
+            self.assertEqual((cpu["dtype"], bf16["dtype"]), ("fp32", "bf16"))
         for j in jobs:
             name = j["name"]
-            self.assertEqual(gpu["jobs"][name]["status"], "succeeded")
-            c, g = cpu["jobs"][name]["eval"]["accuracy"], gpu["jobs"][name]["eval"]["accuracy"]
-            print(f"\n{name}: dev accuracy cpu {c:.4f} gpu {g:.4f}", flush=True)
+            self.assertEqual(bf16["jobs"][name]["status"], "succeeded")
+            c, g = cpu["jobs"][name]["eval"]["accuracy"], bf16["jobs"][name]["eval"]["accuracy"]
+            print(f"\n{name}: dev accuracy fp32 cpu {c:.4f} bf16 {DEVICE} {g:.4f}", flush=True)
             self.assertLess(abs(c - g), 0.05, name)
         # The tagging task is learnt (as on the CPU, tests/integration/test_trainer.py): five tags,
         # the most frequent about a third of the words.
-        self.assertGreater(gpu["jobs"]["tagging"]["eval"]["accuracy"], 0.7)
+        self.assertGreater(bf16["jobs"]["tagging"]["eval"]["accuracy"], 0.7)
 
 
 if __name__ == "__main__":
-    if not CUDA:
+    if len(sys.argv) > 2 and sys.argv[1] == "--device":
+        DEVICE = sys.argv[2]
+        del sys.argv[1:3]
+    if DEVICE == "cuda" and not CUDA:
         print(SKIP_REASON)
         sys.exit(77)  # ctest's SKIP_RETURN_CODE (tests/parity/CMakeLists.txt): reported as skipped
     unittest.main(verbosity=2)

@@ -2,8 +2,8 @@
 // single-task steps, with FLOP accounting against a matmul peak measured in the same run.
 //
 //   bitfleet-bench-step --backbone DIR [--slots 1,4,16] [--batch 16] [--seq 128] [--steps 5]
-//                       [--warmup 2] [--threads N] [--device cpu|cuda] [--rows-per-pass N]
-//                       [--comm local|nccl] [--profile-slots S] [--json]
+//                       [--warmup 2] [--threads N] [--device cpu|cuda] [--dtype auto|fp32|bf16]
+//                       [--rows-per-pass N] [--comm local|nccl] [--profile-slots S] [--json]
 //
 // A step is the trainer's whole step (forward, input-gradient backward, the all-reduce of the flat
 // gradient buffer, per-slot AdamW) on fixed-length synthetic examples, `batch` per slot. With
@@ -12,8 +12,11 @@
 // count the matmuls a BitFit step must do — forward plus input gradients, no weight gradients:
 //   per layer: 2·tokens·(4H² + 2HI) forward and again backward, attention 4·n·T²·H forward and
 //   8·n·T²·H backward.
+// Both peaks are measured (fp32 and bf16 matmuls), and the share of each reported. The output names
+// the dtype and the CPU's ISA (common/precision.h).
 // --profile-slots S profiles one more step at S slots with LibTorch's Kineto profiler and reports
-// where it went: GPU busy time and the top kernels, host ops and their counts.
+// where it went: GPU busy time and the top kernels; host ops by self time (an op's time less that
+// of the ops it calls), by name and summed into kinds (GEMM, attention, LayerNorm, ...).
 // bench/step_bench.py runs this beside the Python transformers loop and reports the ratios.
 #include <chrono>
 #include <cstdio>
@@ -74,8 +77,25 @@ double peak_matmul_flops(const c10::Device& device, at::ScalarType dtype) {
   return best;
 }
 
+// The kind of work a host op's name says it is, for the profile's split of a step. First match wins.
+std::string kind_of(const std::string& name) {
+  static const std::vector<std::pair<const char*, const char*>> kKinds = {
+      {"scaled_dot_product", "attention"}, {"flash_attention", "attention"}, {"softmax", "attention"},
+      {"layer_norm", "layer norm"},        {"gelu", "gelu"},
+      {"addmm", "gemm"},                   {"aten::mm", "gemm"},             {"bmm", "gemm"},
+      {"mkldnn", "gemm"},                  {"embedding", "slot bias gather/scatter"},
+      {"index", "slot bias gather/scatter"}, {"copy_", "casts and copies"},  {"_to_copy", "casts and copies"},
+      {"aten::to", "casts and copies"},    {"clone", "casts and copies"},    {"cat", "casts and copies"},
+      {"contiguous", "casts and copies"},  {"empty", "allocation and fills"}, {"zero", "allocation and fills"},
+      {"fill_", "allocation and fills"},   {"aten::", "other elementwise"}};
+  for (const auto& [needle, kind] : kKinds) {
+    if (name.find(needle) != std::string::npos) return kind;
+  }
+  return "autograd and dispatch";
+}
+
 // One profiled step: per device, the events aggregated by name (count, total ms), the top `top`
-// by time; and the device's summed busy time.
+// by time; and the device's summed busy time. Host ops also by self time, and the step's split.
 nlohmann::json profile_step(engine::Trainer& trainer, const c10::Device& device, int top = 15) {
   namespace prof = torch::autograd::profiler;
   using torch::profiler::impl::ActivityType;
@@ -94,9 +114,35 @@ nlohmann::json profile_step(engine::Trainer& trainer, const c10::Device& device,
     int64_t count = 0;
     double ms = 0;
   };
-  std::map<std::string, Sum> host, gpu;
+  std::map<std::string, Sum> host, gpu, host_self, kinds;
   double gpu_busy_ms = 0;
   int64_t host_ops = 0, kernels = 0;
+  // Self time: per thread, events by start (outer first); an event's time less its direct children's.
+  std::map<uint64_t, std::vector<const torch::autograd::profiler::KinetoEvent*>> by_thread;
+  for (const auto& e : result->events()) {
+    if (e.deviceType() != c10::DeviceType::CUDA) by_thread[e.startThreadId()].push_back(&e);
+  }
+  for (auto& [thread, events] : by_thread) {
+    std::sort(events.begin(), events.end(), [](const auto* a, const auto* b) {
+      return a->startNs() != b->startNs() ? a->startNs() < b->startNs() : a->endNs() > b->endNs();
+    });
+    std::vector<double> self(events.size());
+    std::vector<size_t> open;
+    for (size_t i = 0; i < events.size(); ++i) {
+      while (!open.empty() && events[open.back()]->endNs() <= events[i]->startNs()) open.pop_back();
+      self[i] = static_cast<double>(events[i]->durationNs()) / 1e6;
+      if (!open.empty()) self[open.back()] -= self[i];  // still i's whole duration here
+      open.push_back(i);
+    }
+    for (size_t i = 0; i < events.size(); ++i) {
+      auto& by_name = host_self[events[i]->name()];
+      ++by_name.count;
+      by_name.ms += self[i];
+      auto& kind = kinds[kind_of(events[i]->name())];
+      ++kind.count;
+      kind.ms += self[i];
+    }
+  }
   for (const auto& e : result->events()) {
     const double ms = static_cast<double>(e.durationNs()) / 1e6;
     if (e.deviceType() == c10::DeviceType::CUDA) {
@@ -122,7 +168,8 @@ nlohmann::json profile_step(engine::Trainer& trainer, const c10::Device& device,
     return out;
   };
   return {{"step_ms", seconds * 1e3}, {"gpu_busy_ms", gpu_busy_ms}, {"gpu_events", kernels},
-          {"host_events", host_ops}, {"top_gpu", top_of(gpu)}, {"top_host", top_of(host)}};
+          {"host_events", host_ops}, {"top_gpu", top_of(gpu)}, {"top_host", top_of(host)},
+          {"top_host_self", top_of(host_self)}, {"host_self_by_kind", top_of(kinds)}};
 }
 
 std::shared_ptr<const text::Dataset> synthetic(int64_t n, int64_t seq, int64_t vocab, uint32_t seed) {
@@ -151,6 +198,7 @@ int main(int argc, char** argv) {
   const int64_t warmup = flags.integer("warmup", 0, 1000, 2);
   const int threads = static_cast<int>(flags.integer("threads", 0, 256, 0));
   const std::string device_name = flags.string("device", "cpu");
+  const std::string dtype_flag = flags.string("dtype", "auto");
   int64_t rows_per_pass = flags.integer("rows-per-pass", -1, 1 << 30, -1);
   const int64_t profile_slots = flags.integer("profile-slots", 0, 1 << 20, 0);
 #if BITFLEET_WITH_NCCL
@@ -182,7 +230,8 @@ int main(int argc, char** argv) {
     std::cerr << comm.status().to_string() << "\n";
     return 1;
   }
-  auto session = engine::Session::open({.backbone_dir = backbone_dir, .device = device_name, .threads = threads,
+  auto session = engine::Session::open({.backbone_dir = backbone_dir, .device = device_name, .dtype = dtype_flag,
+                                        .threads = threads,
                                         .slots = max_slots, .max_labels = 2, .rows_per_pass = rows_per_pass},
                                        **comm);
   if (!session.is_ok()) {
@@ -190,7 +239,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const c10::Device device = (*session)->device();
-  const at::ScalarType dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
+  const common::Dtype dtype = (*session)->dtype();
   const auto& c = (*session)->backbone().config();
   engine::BitFitModel& model = (*session)->model();
   engine::Trainer& trainer = (*session)->trainer();
@@ -202,8 +251,11 @@ int main(int argc, char** argv) {
   request.hyperparameters.max_seq_len = static_cast<int>(seq);
 
   const double layer_linear = 2.0 * (4.0 * c.hidden * c.hidden + 2.0 * c.hidden * c.intermediate);
-  const double peak = peak_matmul_flops(device, dtype);
+  const double peak_fp32 = peak_matmul_flops(device, at::kFloat), peak_bf16 = peak_matmul_flops(device, at::kBFloat16);
+  const double peak = dtype == common::Dtype::kBf16 ? peak_bf16 : peak_fp32;
   nlohmann::json out = {{"device", device_name},       {"backbone", backbone_dir},
+                        {"dtype", common::dtype_name(dtype)}, {"cpu", common::detect_cpu_isa().summary()},
+                        {"peak_matmul_flops_fp32", peak_fp32}, {"peak_matmul_flops_bf16", peak_bf16},
                         {"hidden", c.hidden},          {"layers", c.layers},
                         {"seq", seq},                  {"batch_per_slot", batch},
                         {"threads", at::get_num_threads()}, {"peak_matmul_flops", peak}, {"rows_per_pass", rows_per_pass},
@@ -260,6 +312,7 @@ int main(int argc, char** argv) {
                               {"flops_per_step", flops},
                               {"achieved_flops", flops / seconds},
                               {"share_of_peak", flops / seconds / peak},
+                              {"share_of_bf16_peak", flops / seconds / peak_bf16},
                               {"allreduce_bytes_per_step", reduce_bytes},
                               {"allreduce_seconds_per_step", reduce_seconds / static_cast<double>(steps)},
                               {"allreduce_alone_seconds", reduce_alone}});
@@ -268,9 +321,10 @@ int main(int argc, char** argv) {
     std::cout << out.dump(2) << "\n";
     return 0;
   }
-  std::printf("%s on %s, seq %lld, %lld examples per slot, %d threads; matmul peak %.1f GFLOP/s\n",
-              backbone_dir.c_str(), device_name.c_str(), static_cast<long long>(seq), static_cast<long long>(batch),
-              at::get_num_threads(), peak / 1e9);
+  std::printf("%s on %s (%s) in %s, seq %lld, %lld examples per slot, %d threads; matmul peak %.1f GFLOP/s\n",
+              backbone_dir.c_str(), device_name.c_str(), common::detect_cpu_isa().summary().c_str(),
+              std::string(common::dtype_name(dtype)).c_str(), static_cast<long long>(seq),
+              static_cast<long long>(batch), at::get_num_threads(), peak / 1e9);
   const double single = out["results"][0]["examples_per_second"].get<double>();
   for (const auto& r : out["results"]) {
     std::printf("S=%-3lld step %.3f s  %8.1f examples/s  x%.2f vs S single-slot steps  %.1f%% of peak\n",

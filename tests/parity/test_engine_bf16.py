@@ -84,13 +84,21 @@ class Bf16StepParityTest(unittest.TestCase):
             save_file({"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels_cls": labels},
                       os.path.join(tmp, "in.safetensors"))
             save_file(heads, os.path.join(tmp, "heads.safetensors"))
-            with open(os.path.join(tmp, "spec.json"), "w") as f:
-                json.dump(spec, f)
-            lib.run([lib.test_binary("engine_probe"), "--backbone", os.path.join(tmp, "model"), "--device", device,
-                     "--dtype", "bfloat16", "--inputs", os.path.join(tmp, "in.safetensors"), "--spec",
-                     os.path.join(tmp, "spec.json"), "--heads", os.path.join(tmp, "heads.safetensors"),
-                     "--out", os.path.join(tmp, "out.safetensors")])
-            out = load_file(os.path.join(tmp, "out.safetensors"))
+
+            def probe(segments, name):
+                with open(os.path.join(tmp, f"{name}.json"), "w") as f:
+                    json.dump({"segments": segments}, f)
+                lib.run([lib.test_binary("engine_probe"), "--backbone", os.path.join(tmp, "model"), "--device",
+                         device, "--dtype", "bfloat16", "--inputs", os.path.join(tmp, "in.safetensors"), "--spec",
+                         os.path.join(tmp, f"{name}.json"), "--heads", os.path.join(tmp, "heads.safetensors"),
+                         "--out", os.path.join(tmp, f"{name}.safetensors")])
+                return load_file(os.path.join(tmp, f"{name}.safetensors"))
+
+            # The three segments in one pass (the gathered bias rows), and each in a pass of its own
+            # (on the CPU, the slot's bias row broadcast: how training runs there).
+            runs = [("mixed", probe(spec["segments"], "mixed"), range(len(spec["segments"])))]
+            for i, seg in enumerate(spec["segments"]):
+                runs.append((f"alone {i}", probe([seg], f"alone{i}"), [i]))
 
         def run_reference(m, device, autocast, seg, slot):
             """Logits and trainable gradients of one segment, its head swapped in."""
@@ -118,22 +126,30 @@ class Bf16StepParityTest(unittest.TestCase):
         autocast_model = trainable(autocast_model.to(device))
         reference = trainable(model.double())
 
-        for i, (seg, (slot, _, _)) in enumerate(zip(spec["segments"], self.SEGMENTS)):
-            want_logits, want_grads = run_reference(reference, "cpu", False, seg, slot)
-            ac_logits, ac_grads = run_reference(autocast_model, device, True, seg, slot)
-            got_logits = out[f"logits/{i}"]
-            names = sorted(want_grads)
-            prefix = f"grad/slot{slot}/"
-            self.assertEqual(set(names), {k[len(prefix):] for k in out if k.startswith(prefix)})
-            flat = lambda grads: torch.cat([grads[k].reshape(-1).double() for k in names])  # noqa: E731
-            got_g = flat({k: out[prefix + k] for k in names})
-            err_logits, err_grads = rel(got_logits, want_logits), rel(got_g, flat(want_grads))
-            ac_err_logits, ac_err_grads = rel(ac_logits, want_logits), rel(flat(ac_grads), flat(want_grads))
-            print(f"\n{device} slot {slot}: relative error vs float64 — logits bitfleet {err_logits:.2e} autocast "
-                  f"{ac_err_logits:.2e}; gradients bitfleet {err_grads:.2e} autocast {ac_err_grads:.2e}", flush=True)
-            self.assertLess(err_logits, min(5e-2, 4 * ac_err_logits + 5e-3), f"logits of slot {slot}")
-            self.assertLess(err_grads, min(1e-1, 4 * ac_err_grads + 5e-3), f"gradients of slot {slot}")
-            self.assertGreater(float(flat(want_grads).abs().sum()), 1e-6)
+        for run, out, indices in runs:
+            for j, i in enumerate(indices):
+                self.check_segment(device, run, out, j, spec["segments"][i], self.SEGMENTS[i][0],
+                                   lambda seg, slot: run_reference(reference, "cpu", False, seg, slot),
+                                   lambda seg, slot: run_reference(autocast_model, device, True, seg, slot))
+
+    def check_segment(self, device, run, out, i, seg, slot, reference, autocast):
+        """Segment i of a probe run's output against float64 and autocast (the bound above)."""
+        want_logits, want_grads = reference(seg, slot)
+        ac_logits, ac_grads = autocast(seg, slot)
+        got_logits = out[f"logits/{i}"]
+        names = sorted(want_grads)
+        prefix = f"grad/slot{slot}/"
+        self.assertEqual(set(names), {k[len(prefix):] for k in out if k.startswith(prefix)})
+        flat = lambda grads: torch.cat([grads[k].reshape(-1).double() for k in names])  # noqa: E731
+        got_g = flat({k: out[prefix + k] for k in names})
+        err_logits, err_grads = rel(got_logits, want_logits), rel(got_g, flat(want_grads))
+        ac_err_logits, ac_err_grads = rel(ac_logits, want_logits), rel(flat(ac_grads), flat(want_grads))
+        print(f"\n{device} {run}, slot {slot}: relative error vs float64 — logits bitfleet {err_logits:.2e} "
+              f"autocast {ac_err_logits:.2e}; gradients bitfleet {err_grads:.2e} autocast {ac_err_grads:.2e}",
+              flush=True)
+        self.assertLess(err_logits, min(5e-2, 4 * ac_err_logits + 5e-3), f"logits of slot {slot}, {run}")
+        self.assertLess(err_grads, min(1e-1, 4 * ac_err_grads + 5e-3), f"gradients of slot {slot}, {run}")
+        self.assertGreater(float(flat(want_grads).abs().sum()), 1e-6)
 
 
 class Bf16TrainingTest(unittest.TestCase):

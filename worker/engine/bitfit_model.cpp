@@ -46,7 +46,13 @@ BitFitModel::BitFitModel(const Backbone& backbone, ModelOptions options)
       options_(options),
       layout_(backbone.config(), options.table_kinds, options.max_labels),
       compute_dtype_(backbone.dtype()),
-      onehot_bias_(backbone.device().is_cuda()) {
+      onehot_bias_(backbone.device().is_cuda()),
+      // bf16 on the CPU: attention in fp32. Measured (torch 2.11, 2 threads, MiniLM's 12 heads,
+      // 16 × 64 tokens, with the padding mask): the CPU flash kernel's backward takes 19–22 ms per
+      // call in bf16 and 2.6 ms in fp32; SDPA's math form in bf16 is fast (2.9–3.6 ms) but its bf16
+      // softmax made the step's logits 5× less accurate than autocast's (tests/parity). Attention
+      // is ~3% of a step's FLOPs at 64 tokens, so fp32 costs four casts of [rows, hidden] only.
+      fp32_attention_(!backbone.device().is_cuda() && backbone.dtype() == at::kBFloat16) {
   install_warning_filter();
   const int64_t S = options_.slots, row = layout_.row_size();
   auto fp32 = at::TensorOptions().dtype(at::kFloat).device(backbone.device());
@@ -152,8 +158,15 @@ Status BitFitModel::supports(TaskType task) const {
   return Status::ok();
 }
 
-BitFitModel::RowSlots BitFitModel::row_slots(const at::Tensor& index) const {
+BitFitModel::RowSlots BitFitModel::row_slots(const Batch& batch) const {
+  const at::Tensor& index = batch.row_slots;
   RowSlots r{index, {}};
+  // bf16 on the CPU, one segment in the pass: its slot's row, broadcast (padding rows, to a multiple
+  // of 16, then take it too: they reach no output). Not in fp32, whose bias gradients then sum in
+  // embedding backward's order in every pass, alone or packed (tests/unit/engine/mixing_test.cpp).
+  if (!onehot_bias_ && compute_dtype_ == at::kBFloat16 && batch.segments.size() == 1) {
+    r.single = batch.segments[0].slot;
+  }
   if (onehot_bias_) {
     r.onehot = at::zeros({index.size(0), options_.slots}, index.options().dtype(compute_dtype_))
                    .scatter_(1, index.unsqueeze(1), 1.0);
@@ -162,21 +175,23 @@ BitFitModel::RowSlots BitFitModel::row_slots(const at::Tensor& index) const {
 }
 
 BitFitModel::RowSlots BitFitModel::RowSlots::select(const at::Tensor& which) const {
-  return {index.index_select(0, which), onehot.defined() ? onehot.index_select(0, which) : at::Tensor()};
+  return {index.index_select(0, which), onehot.defined() ? onehot.index_select(0, which) : at::Tensor(), single};
 }
 
 BitFitModel::RowSlots BitFitModel::RowSlots::narrow(int64_t begin, int64_t n) const {
-  return {index.narrow(0, begin, n), onehot.defined() ? onehot.narrow(0, begin, n) : at::Tensor()};
+  return {index.narrow(0, begin, n), onehot.defined() ? onehot.narrow(0, begin, n) : at::Tensor(), single};
 }
 
 const at::Tensor& BitFitModel::table(BiasKind kind, int layer) const {
   return tables_[static_cast<int>(kind)][table_layer(kind, layer)];
 }
 
-// The CPU path's bias rows: an embedding lookup (fast on the strided table view, and its backward
-// adds each row's gradient into its slot's row in row order), in the compute dtype.
+// The CPU path's bias, in the compute dtype: the pass's one slot row [width] (cast before it is
+// broadcast: in bf16 its gradient, the sum over rows, is then rounded once, as autocast's is), or
+// per row an embedding lookup (fast on the strided table view, and its backward adds each row's
+// gradient into its slot's row in row order).
 at::Tensor BitFitModel::gathered(const at::Tensor& t, const RowSlots& slots) const {
-  at::Tensor rows = at::embedding(t, slots.index);
+  at::Tensor rows = slots.single >= 0 ? t.select(0, slots.single) : at::embedding(t, slots.index);
   return rows.scalar_type() == compute_dtype_ ? rows : rows.to(compute_dtype_);
 }
 
@@ -206,7 +221,8 @@ at::Tensor BitFitModel::layer_norm(const at::Tensor& x, const at::Tensor& gamma,
 }
 
 // Self-attention: each example attends within its own segment's padding. On the CPU one call per
-// segment, so that a slot's bits never depend on its neighbours; on a GPU one fused call per run of
+// segment, so that a slot's bits never depend on its neighbours (in bf16, computed in fp32: see the
+// constructor); on a GPU one fused call per run of
 // consecutive segments of equal length (the usual case when examples are grouped by length), with
 // no mask at all where a run has no padding, which lets SDPA take its flash kernel.
 at::Tensor BitFitModel::attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
@@ -248,7 +264,14 @@ at::Tensor BitFitModel::attention(const at::Tensor& q, const at::Tensor& k, cons
     if (padded || !onehot_bias_) {
       mask = (masks.size() == 1 ? masks[0] : at::cat(masks, 0)).view({examples, 1, 1, seq_len});
     }
-    at::Tensor out = at::scaled_dot_product_attention(heads(qs[r]), heads(ks[r]), heads(vs[r]), mask);
+    at::Tensor out;
+    if (fp32_attention_) {
+      out = at::scaled_dot_product_attention(heads(qs[r].to(at::kFloat)), heads(ks[r].to(at::kFloat)),
+                                             heads(vs[r].to(at::kFloat)), mask)
+                .to(compute_dtype_);
+    } else {
+      out = at::scaled_dot_product_attention(heads(qs[r]), heads(ks[r]), heads(vs[r]), mask);
+    }
     outputs.push_back(out.transpose(1, 2).reshape({sizes[r], c.hidden}));
   }
   if (batch.rows > batch.segment_rows) {  // padding rows attend to nothing
@@ -275,7 +298,7 @@ at::Tensor BitFitModel::head_logits(const BatchSegment& seg, const at::Tensor& h
 }
 
 ForwardOutput BitFitModel::forward(const Batch& batch) {
-  const RowSlots slots = row_slots(batch.row_slots);
+  const RowSlots slots = row_slots(batch);
   return heads(batch, encode(batch, slots), slots);
 }
 

@@ -3,6 +3,7 @@ transformers alternatives a user has today, in one run, on the real all-MiniLM-L
 
     python bench/serve_bench.py [--tasks 1,16,256] [--seconds 8] [--concurrency 64]
                                 [--max-batch-rows 64] [--threads 2] [--glue ../shared/data/glue]
+                                [--dtype auto|fp32|bf16]
 
 Tasks: N binary classifiers on the backbone, each an artifact in bitfleet's format (every bias
 perturbed and a head drawn from its own seed: serving cost does not depend on the values, only on
@@ -93,7 +94,8 @@ class Server:
             [os.path.join(args.bin_dir, "bitfleet-serve"), "--listen", "127.0.0.1:0", "--backbone", args.backbone,
              "--token-file", token_file, "--artifact-dir", artifact_dir, "--threads", str(args.threads),
              "--max-tasks", str(max_tasks), "--max-batch-rows", str(args.max_batch_rows),
-             "--max-wait-ms", str(args.max_wait_ms), "--handler-threads", str(args.concurrency + 8)],
+             "--max-wait-ms", str(args.max_wait_ms), "--handler-threads", str(args.concurrency + 8),
+             "--dtype", args.dtype],
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.proc.stdout.readline()
         self.port = int(line.rsplit(":", 1)[1])
@@ -241,6 +243,7 @@ def main():
     parser.add_argument("--max-batch-rows", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=5)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--dtype", default="auto", help="bitfleet-serve's --dtype (the transformers runs stay fp32)")
     parser.add_argument("--per-task-models-up-to", type=int, default=16,
                         help="run the one-model-per-task alternative up to this N (each model is a whole backbone)")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
@@ -293,7 +296,7 @@ def main():
             print(f"transformers N={n}: {r}", flush=True)
 
     one = results["bitfleet"][min(args.tasks)]["peak"]
-    print(f"\n{datetime.date.today()}, {cpu_description()}, --threads {args.threads}")
+    print(f"\n{datetime.date.today()}, {cpu_description()}, --threads {args.threads}, bitfleet --dtype {args.dtype}")
     print("\n| N tasks | bitfleet ex/s (peak) | vs N=1 | p50 / p99 ms at ~50% | p50 / p99 ms at ~90% | "
           "transformers: swap ex/s | one model per task ex/s | bitfleet / best transformers |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -3,7 +3,7 @@ the tasks in slots of one batch) against the same tasks trained one after anothe
 transformers BitFit loop, the way a user would script it today (model and tokenizer loaded per
 task). Same machine, same threads, same hyperparameters, one run.
 
-    python bench/tasks_per_hour.py [--tasks 64] [--train-rows 256] [--threads 2]
+    python bench/tasks_per_hour.py [--tasks 64] [--train-rows 256] [--threads 2] [--dtype auto|fp32|bf16]
 
 Tasks are GLUE-sized slices of real GLUE text (../shared/data/glue: SST-2, RTE, STS-B in turn,
 each task its own random sample) when that folder exists, else generated tasks. Each task is
@@ -81,6 +81,7 @@ def main():
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--max-seq-len", type=int, default=128)
+    parser.add_argument("--dtype", default="auto", help="bitfleet-train's --dtype (the loop runs in fp32)")
     hf_bitfit.add_run_arguments(parser, lr=2e-3)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -97,10 +98,11 @@ def main():
             json.dump({"backbone": args.backbone, "slots": len(jobs), "log_every": 1000, "jobs": jobs}, f)
         start = time.time()
         subprocess.run([args.bin, "run", "--spec", spec, "--out", os.path.join(tmp, "out"), "--threads",
-                        str(args.threads)], check=True, stdout=subprocess.DEVNULL)
+                        str(args.threads), "--dtype", args.dtype], check=True, stdout=subprocess.DEVNULL)
         bitfleet_seconds = time.time() - start
         with open(os.path.join(tmp, "out", "metrics.json")) as f:
-            bitfleet = {name: r["eval"] for name, r in json.load(f)["jobs"].items()}
+            run = json.load(f)
+            bitfleet = {name: r["eval"] for name, r in run["jobs"].items()}
 
         baseline, start = {}, time.time()
         for job in jobs:  # what a user's script does: everything per task
@@ -116,7 +118,7 @@ def main():
     result = {
         "data": "GLUE slices (SST-2, RTE, STS-B)" if real else "generated tasks",
         "tasks": len(jobs), "train_rows": args.train_rows, "dev_rows": args.dev_rows, "hyperparameters": hyper,
-        "threads": args.threads, "cpu_count": os.cpu_count(),
+        "threads": args.threads, "cpu_count": os.cpu_count(), "dtype": run["dtype"], "cpu": run["cpu"],
         "bitfleet_seconds": bitfleet_seconds, "transformers_seconds": baseline_seconds,
         "bitfleet_tasks_per_hour": 3600 * len(jobs) / bitfleet_seconds,
         "transformers_tasks_per_hour": 3600 * len(jobs) / baseline_seconds,
@@ -124,7 +126,7 @@ def main():
     }
     result["ratio"] = result["bitfleet_tasks_per_hour"] / result["transformers_tasks_per_hour"]
     print(f"{len(jobs)} tasks ({result['data']}, {args.train_rows} train rows, {args.epochs} epochs), "
-          f"{args.threads} threads")
+          f"{args.threads} threads; bitfleet in {run['dtype']} on {run['cpu']}")
     print("| system | wall s | tasks/hour | mean dev metric |")
     print("| --- | --- | --- | --- |")
     print(f"| bitfleet-train (one run, {len(jobs)} slots) | {bitfleet_seconds:.0f} | "

@@ -282,7 +282,11 @@ class CliTest(unittest.TestCase):
         self.assertIn("eval", self.cli("events", job_id).stdout)
 
         workers = json.loads(self.cli("workers", "--json").stdout)
-        self.assertEqual([(w["backbone"], w["slots"], w["status"]) for w in workers], [("tiny", 4, "active")])
+        self.assertEqual([(w["backbone"], w["slots"], w["status"], w["dtype"]) for w in workers],
+                         [("tiny", 4, "active", "fp32")])
+        table = self.cli("workers").stdout.splitlines()
+        self.assertEqual(table[0].split()[3:5], ["DEVICE", "DTYPE"])
+        self.assertEqual(table[1].split()[3:5], ["cpu", "fp32"])
         table = self.cli("jobs", "--status", "succeeded").stdout.splitlines()
         self.assertEqual(table[0].split()[:3], ["JOB", "NAME", "STATUS"])
         self.assertEqual(table[1].split()[:3], [job_id, "tags", "succeeded"])

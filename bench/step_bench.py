@@ -81,9 +81,8 @@ def main():
                    str(args.threads), "--device", args.device, "--dtype", dtype, "--rows-per-pass", str(rows),
                    "--profile-slots", str(args.profile_slots), "--json"]
         runs[dtype] = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
-    hf = {"fp32": hf_examples_per_second(args.backbone, args.seq, args.batch, args.steps, args.warmup, args.device, False),
-          "bf16 autocast": hf_examples_per_second(args.backbone, args.seq, args.batch, args.steps, args.warmup,
-                                                  args.device, True)}
+    loop = (args.backbone, args.seq, args.batch, args.steps, args.warmup, args.device)
+    hf = {"fp32": hf_examples_per_second(*loop, False), "bf16 autocast": hf_examples_per_second(*loop, True)}
     best_hf = max(hf.values())
 
     first = next(iter(runs.values()))

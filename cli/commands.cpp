@@ -278,7 +278,8 @@ int workers_command(Context& ctx, common::Flags& flags, const Args& args) {
   const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   TextTable table({"GROUP", "NAME", "BACKBONE", "DEVICE", "DTYPE", "RANKS", "SLOTS", "FREE", "STATUS", "HEARTBEAT"});
   for (const auto& w : *workers) {
-    table.add({w["id"], w["name"], w["backbone"], w["device"], w.value("dtype", ""), std::to_string(w.value("ranks", 0)),
+    table.add({w["id"], w["name"], w["backbone"], w["device"], w.value("dtype", ""),
+               std::to_string(w.value("ranks", 0)),
                std::to_string(w.value("slots", 0)), std::to_string(w.value("free_slots", 0)), w["status"],
                std::to_string(now - w.value("last_heartbeat_at", now)) + "s ago"});
   }

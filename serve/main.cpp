@@ -1,7 +1,8 @@
 // bitfleet-serve --listen HOST:PORT --backbone DIR --token-file F
-//     [--coordinator URL] [--artifact-dir DIR] [--device cpu|cuda] [--dtype auto|fp32|bf16] [--threads N]
-//     [--max-tasks N] [--max-labels N] [--max-batch-rows N] [--max-wait-ms MS] [--max-queue-rows N] [--deadline-ms MS]
-//     [--auth-cache-seconds S] [--auth-stale-seconds S] [--handler-threads N] [--backbone-name NAME]
+//     [--coordinator URL] [--artifact-dir DIR] [--device cpu|cuda] [--dtype auto|fp32|bf16]
+//     [--threads N] [--max-tasks N] [--max-labels N] [--max-batch-rows N] [--max-wait-ms MS]
+//     [--max-queue-rows N] [--deadline-ms MS] [--auth-cache-seconds S] [--auth-stale-seconds S]
+//     [--handler-threads N] [--backbone-name NAME]
 // Serves tuned tasks of one backbone (docs/serving.md). Parses flags and wires the parts together;
 // listens first (so /healthz answers while the backbone loads), then loads it and turns ready.
 // SIGTERM/SIGINT: stops accepting, answers what is in flight, exits 0.

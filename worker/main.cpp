@@ -1,5 +1,6 @@
 // mpirun -np R bitfleet-worker --coordinator URL --backbone DIR --slots S --token-file FILE
-//     [--backbone-name NAME] [--device cpu|cuda] [--dtype auto|fp32|bf16] [--metrics-port P] [--threads N] [--max-labels N]
+//     [--backbone-name NAME] [--device cpu|cuda] [--dtype auto|fp32|bf16] [--metrics-port P]
+//     [--threads N] [--max-labels N]
 //     [--checkpoint-every-steps K] [--checkpoint-every-seconds T] [--events-every-steps N]
 //     [--collective-timeout SECONDS] [--cache-dir DIR] [--rows-per-pass N]
 // One MPI world is one worker group. Parses flags, makes the communicator, and runs the group until

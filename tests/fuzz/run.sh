@@ -11,7 +11,11 @@ seconds=${BITFLEET_FUZZ_SECONDS:-60}
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(safetensors table_reader job_spec protocol http_request tokenizer predict_request)
 CXX=${CXX_FUZZ:-clang++} cmake -S "$here" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$build" -j "$(nproc)" >/dev/null
+if ! cmake --build "$build" -j "$(nproc)" >"$build/build.log" 2>&1; then
+  grep -E "error|undefined reference" "$build/build.log" | head -20
+  echo "fuzz: the targets did not build (full log: $build/build.log)"
+  exit 1
+fi
 work=$build/runs
 rm -rf "$work"
 mkdir -p "$work"

@@ -222,9 +222,9 @@ at::Tensor BitFitModel::layer_norm(const at::Tensor& x, const at::Tensor& gamma,
 
 // Self-attention: each example attends within its own segment's padding. On the CPU one call per
 // segment, so that a slot's bits never depend on its neighbours (in bf16, computed in fp32: see the
-// constructor); on a GPU one fused call per run of
-// consecutive segments of equal length (the usual case when examples are grouped by length), with
-// no mask at all where a run has no padding, which lets SDPA take its flash kernel.
+// constructor); on a GPU one fused call per run of consecutive segments of equal length (the usual
+// case when examples are grouped by length), with no mask at all where a run has no padding, which
+// lets SDPA take its flash kernel.
 at::Tensor BitFitModel::attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                   const Batch& batch) const {
   const auto& c = backbone_.config();

@@ -16,9 +16,11 @@
 // table (an embedding lookup) and become the GEMM's accumulator. In bf16, where a pass holds one
 // segment (training's default, trainer.h), its slot's row is broadcast instead: the same forward
 // bits with no rows × width gather, bf16 cast or scatter (8% of a bf16 step, measured), and a bias
-// gradient summed over rows in bf16 and rounded once, as under autocast. On a GPU that gather would move
-// more bytes than the GEMM does arithmetic (rows × width fp32, written, converted, read, and
-// scattered back in backward), so the bias is added in place by a rank-S GEMM instead:
+// gradient summed over rows in bf16 and rounded once, as under autocast.
+//
+// On a GPU that gather would move more bytes than the GEMM does arithmetic (rows × width fp32,
+// written, converted, read, and scattered back in backward), so the bias is added in place by a
+// rank-S GEMM instead:
 // y += OneHot[rows, S] · B[S, width] in bf16, whose backward is OneHotᵀ · dy — two tensor-core
 // GEMMs with K or M = S, and no rows × width temporary.
 //

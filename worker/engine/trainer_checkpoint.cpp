@@ -77,7 +77,8 @@ std::string Trainer::artifact(int slot, const std::map<std::string, std::string>
   w.set_metadata("labels", nlohmann::json(r.task.labels).dump());
   w.set_metadata("bias_terms", common::bias_terms_name(r.hyperparameters.bias_terms));
   w.set_metadata("hyperparameters", common::to_json(r.hyperparameters).dump());
-  w.set_metadata("dtype", std::string(common::dtype_name(model_.backbone().precision())));  // what it trained in
+  // The dtype it trained in (a resumed job: the last group's).
+  w.set_metadata("dtype", std::string(common::dtype_name(model_.backbone().precision())));
   w.set_metadata("steps", std::to_string(s.progress.step));
   for (const auto& [k, v] : metadata) w.set_metadata(k, v);
   return w.to_bytes();

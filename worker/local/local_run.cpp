@@ -120,7 +120,8 @@ class LocalRun final : public engine::SlotDriver {
  public:
   LocalRun(const LocalRunOptions& options, Spec spec, Session& session, comm::Communicator& comm)
       : options_(options), spec_(std::move(spec)), trainer_(session.trainer()), tokenizer_(*session.tokenizer()),
-        dtype_(session.dtype()), comm_(comm), leader_(comm.rank() == 0), checkpoints_(options.out_dir + "/checkpoints/") {}
+        dtype_(session.dtype()), comm_(comm), leader_(comm.rank() == 0),
+        checkpoints_(options.out_dir + "/checkpoints/") {}
 
   Status run() {
     BITFLEET_RETURN_IF_ERROR(load_data());

@@ -47,12 +47,13 @@ BitFitModel::BitFitModel(const Backbone& backbone, ModelOptions options)
       layout_(backbone.config(), options.table_kinds, options.max_labels),
       compute_dtype_(backbone.dtype()),
       onehot_bias_(backbone.device().is_cuda()),
-      // bf16 on the CPU: attention in fp32. Measured (torch 2.11, 2 threads, MiniLM's 12 heads,
+      // bf16 on the CPU: attention in fp32 (attention()), and a one-segment pass broadcasts its
+      // slot's bias row (row_slots()). Attention, measured (torch 2.11, 2 threads, MiniLM's 12 heads,
       // 16 × 64 tokens, with the padding mask): the CPU flash kernel's backward takes 19–22 ms per
       // call in bf16 and 2.6 ms in fp32; SDPA's math form in bf16 is fast (2.9–3.6 ms) but its bf16
       // softmax made the step's logits 5× less accurate than autocast's (tests/parity). Attention
       // is ~3% of a step's FLOPs at 64 tokens, so fp32 costs four casts of [rows, hidden] only.
-      fp32_attention_(!backbone.device().is_cuda() && backbone.dtype() == at::kBFloat16) {
+      cpu_bf16_(!backbone.device().is_cuda() && backbone.dtype() == at::kBFloat16) {
   install_warning_filter();
   const int64_t S = options_.slots, row = layout_.row_size();
   auto fp32 = at::TensorOptions().dtype(at::kFloat).device(backbone.device());
@@ -164,7 +165,7 @@ BitFitModel::RowSlots BitFitModel::row_slots(const Batch& batch) const {
   // bf16 on the CPU, one segment in the pass: its slot's row, broadcast (padding rows, to a multiple
   // of 16, then take it too: they reach no output). Not in fp32, whose bias gradients then sum in
   // embedding backward's order in every pass, alone or packed (tests/unit/engine/mixing_test.cpp).
-  if (!onehot_bias_ && compute_dtype_ == at::kBFloat16 && batch.segments.size() == 1) {
+  if (cpu_bf16_ && batch.segments.size() == 1) {
     r.single = batch.segments[0].slot;
   }
   if (onehot_bias_) {
@@ -265,7 +266,7 @@ at::Tensor BitFitModel::attention(const at::Tensor& q, const at::Tensor& k, cons
       mask = (masks.size() == 1 ? masks[0] : at::cat(masks, 0)).view({examples, 1, 1, seq_len});
     }
     at::Tensor out;
-    if (fp32_attention_) {
+    if (cpu_bf16_) {
       out = at::scaled_dot_product_attention(heads(qs[r].to(at::kFloat)), heads(ks[r].to(at::kFloat)),
                                              heads(vs[r].to(at::kFloat)), mask)
                 .to(compute_dtype_);

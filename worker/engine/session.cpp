@@ -28,15 +28,15 @@ Result<std::unique_ptr<Session>> Session::open(const SessionOptions& options, co
   if (cuda) s->device_ = cuda_device_of_this_rank();
   if (options.threads > 0) at::set_num_threads(options.threads);
   const common::CpuIsa& isa = common::detect_cpu_isa();
-  BITFLEET_ASSIGN_OR_RETURN(s->dtype_, common::choose_dtype(options.dtype, cuda, isa));
+  BITFLEET_ASSIGN_OR_RETURN(common::Dtype dtype, common::choose_dtype(options.dtype, cuda, isa));
   if (comm.size() > 1) {  // one group, one dtype: where auto would differ by CPU, rank 0's choice
-    std::string chosen(common::dtype_name(s->dtype_));
+    std::string chosen(common::dtype_name(dtype));
     BITFLEET_RETURN_IF_ERROR(comm.broadcast(chosen));
-    s->dtype_ = common::parse_dtype(chosen).value_or(s->dtype_);
+    dtype = common::parse_dtype(chosen).value_or(dtype);
   }
-  BITFLEET_LOG(kInfo) << "dtype " << common::dtype_name(s->dtype_) << " (--dtype " << options.dtype << ") on "
+  BITFLEET_LOG(kInfo) << "dtype " << common::dtype_name(dtype) << " (--dtype " << options.dtype << ") on "
                       << options.device << "; CPU " << isa.summary() << "; " << at::get_num_threads() << " threads";
-  BITFLEET_ASSIGN_OR_RETURN(s->backbone_, Backbone::load(options.backbone_dir, s->device_, scalar_type(s->dtype_)));
+  BITFLEET_ASSIGN_OR_RETURN(s->backbone_, Backbone::load(options.backbone_dir, s->device_, scalar_type(dtype)));
   BITFLEET_ASSIGN_OR_RETURN(s->tokenizer_, text::Tokenizer::load(options.backbone_dir));
   s->model_ = std::make_unique<BitFitModel>(*s->backbone_, ModelOptions{.slots = options.slots, .max_labels = options.max_labels});
   TrainerOptions trainer_options;

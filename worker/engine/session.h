@@ -29,7 +29,7 @@ class Session {
 
   const SessionOptions& options() const { return options_; }
   c10::Device device() const { return device_; }
-  common::Dtype dtype() const { return dtype_; }  // what --dtype chose
+  common::Dtype dtype() const { return backbone_->precision(); }  // what --dtype chose
   const Backbone& backbone() const { return *backbone_; }
   const std::shared_ptr<const text::Tokenizer>& tokenizer() const { return tokenizer_; }
   BitFitModel& model() { return *model_; }
@@ -40,7 +40,6 @@ class Session {
 
   SessionOptions options_;
   c10::Device device_{c10::kCPU};
-  common::Dtype dtype_ = common::Dtype::kFp32;
   std::unique_ptr<Backbone> backbone_;
   std::shared_ptr<const text::Tokenizer> tokenizer_;
   std::unique_ptr<BitFitModel> model_;

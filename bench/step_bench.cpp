@@ -96,7 +96,7 @@ std::string kind_of(const std::string& name) {
 
 // One profiled step: per device, the events aggregated by name (count, total ms), the top `top`
 // by time; and the device's summed busy time. Host ops also by self time, and the step's split.
-nlohmann::json profile_step(engine::Trainer& trainer, const c10::Device& device, int top = 15) {
+nlohmann::json profile_step(engine::Trainer& trainer, const c10::Device& device, int top = 40) {
   namespace prof = torch::autograd::profiler;
   using torch::profiler::impl::ActivityType;
   std::set<ActivityType> activities{ActivityType::CPU};

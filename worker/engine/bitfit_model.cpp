@@ -1,5 +1,6 @@
 #include "worker/engine/bitfit_model.h"
 
+#include <limits>
 #include <mutex>
 #include <optional>
 
@@ -8,6 +9,8 @@
 #include <c10/util/Exception.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/grad_mode.h>
+
+#include "worker/engine/cpu_attention.h"
 
 namespace bitfleet::engine {
 
@@ -47,12 +50,9 @@ BitFitModel::BitFitModel(const Backbone& backbone, ModelOptions options)
       layout_(backbone.config(), options.table_kinds, options.max_labels),
       compute_dtype_(backbone.dtype()),
       onehot_bias_(backbone.device().is_cuda()),
-      // bf16 on the CPU: attention in fp32 (attention()), and a one-segment pass broadcasts its
-      // slot's bias row (row_slots()). Attention, measured (torch 2.11, 2 threads, MiniLM's 12 heads,
-      // 16 × 64 tokens, with the padding mask): the CPU flash kernel's backward takes 19–22 ms per
-      // call in bf16 and 2.6 ms in fp32; SDPA's math form in bf16 is fast (2.9–3.6 ms) but its bf16
-      // softmax made the step's logits 5× less accurate than autocast's (tests/parity). Attention
-      // is ~3% of a step's FLOPs at 64 tokens, so fp32 costs four casts of [rows, hidden] only.
+      // bf16 on the CPU: attention by cpu_bf16_attention() (bf16 flash forward, fp32 flash backward;
+      // why, measured, in cpu_attention.h), and a one-segment pass broadcasts its slot's bias row
+      // (row_slots()).
       cpu_bf16_(!backbone.device().is_cuda() && backbone.dtype() == at::kBFloat16) {
   install_warning_filter();
   const int64_t S = options_.slots, row = layout_.row_size();
@@ -222,10 +222,10 @@ at::Tensor BitFitModel::layer_norm(const at::Tensor& x, const at::Tensor& gamma,
 }
 
 // Self-attention: each example attends within its own segment's padding. On the CPU one call per
-// segment, so that a slot's bits never depend on its neighbours (in bf16, computed in fp32: see the
-// constructor); on a GPU one fused call per run of consecutive segments of equal length (the usual
-// case when examples are grouped by length), with no mask at all where a run has no padding, which
-// lets SDPA take its flash kernel.
+// segment, so that a slot's bits never depend on its neighbours (in bf16, cpu_attention.h); on a
+// GPU one fused call per run of consecutive segments of equal length (the usual case when examples
+// are grouped by length), with no mask at all where a run has no padding, which lets SDPA take its
+// flash kernel.
 at::Tensor BitFitModel::attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                                   const Batch& batch) const {
   const auto& c = backbone_.config();
@@ -267,9 +267,10 @@ at::Tensor BitFitModel::attention(const at::Tensor& q, const at::Tensor& k, cons
     }
     at::Tensor out;
     if (cpu_bf16_) {
-      out = at::scaled_dot_product_attention(heads(qs[r].to(at::kFloat)), heads(ks[r].to(at::kFloat)),
-                                             heads(vs[r].to(at::kFloat)), mask)
-                .to(compute_dtype_);
+      const at::Tensor key_bias = at::zeros({examples, seq_len}, q.options().dtype(at::kFloat))
+                                      .masked_fill_(mask->view({examples, seq_len}).logical_not(),
+                                                    -std::numeric_limits<float>::infinity());
+      out = cpu_bf16_attention(heads(qs[r]), heads(ks[r]), heads(vs[r]), key_bias);
     } else {
       out = at::scaled_dot_product_attention(heads(qs[r]), heads(ks[r]), heads(vs[r]), mask);
     }

@@ -124,7 +124,7 @@ class BitFitModel {
   SlotLayout layout_;
   at::ScalarType compute_dtype_;
   bool onehot_bias_;  // the GPU path (see the top of this file)
-  bool cpu_bf16_;     // bf16 on the CPU: attention in fp32, one-segment passes broadcast (constructor)
+  bool cpu_bf16_;     // bf16 on the CPU: cpu_attention.h, one-segment passes broadcast (constructor)
   at::Tensor params_, grads_;
   // tables_[kind][layer] (layer 0 for once-per-model kinds): a leaf [S, width] or undefined.
   std::vector<std::vector<at::Tensor>> tables_;

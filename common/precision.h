@@ -5,8 +5,9 @@
 //         docs/user-guide.md "Reproducibility, exactly").
 //   bf16: frozen weights stored once in bf16, the residual stream and matmuls in bf16; biases,
 //         heads, gradients and AdamW in fp32 (the GPU path's numerics).
-//   auto: bf16 on CUDA and on CPUs whose AMX-BF16 tiles the OS has enabled; fp32 elsewhere. On an
-//         AVX512-BF16 CPU without AMX, bf16 matmuls run at 0.55–0.92× of fp32 (measured,
+//   auto: bf16 on CUDA and on CPUs whose AMX-BF16 tiles the OS has enabled; fp32 elsewhere. With
+//         AMX the bf16 step ran 2.2–2.4× the fp32 step; on an AVX512-BF16 CPU without AMX, bf16
+//         matmuls run at 0.55–0.92× of fp32 and the step at 0.69–0.75× (measured,
 //         docs/performance.md), so auto keeps fp32 there.
 // No LibTorch here: the coordinator, the CLI and job validation use the names.
 #pragma once

@@ -1,6 +1,5 @@
 #include "worker/engine/bitfit_model.h"
 
-#include <limits>
 #include <mutex>
 #include <optional>
 
@@ -267,10 +266,7 @@ at::Tensor BitFitModel::attention(const at::Tensor& q, const at::Tensor& k, cons
     }
     at::Tensor out;
     if (cpu_bf16_) {
-      const at::Tensor key_bias = at::zeros({examples, seq_len}, q.options().dtype(at::kFloat))
-                                      .masked_fill_(mask->view({examples, seq_len}).logical_not(),
-                                                    -std::numeric_limits<float>::infinity());
-      out = cpu_bf16_attention(heads(qs[r]), heads(ks[r]), heads(vs[r]), key_bias);
+      out = cpu_bf16_attention(heads(qs[r]), heads(ks[r]), heads(vs[r]), *mask);
     } else {
       out = at::scaled_dot_product_attention(heads(qs[r]), heads(ks[r]), heads(vs[r]), mask);
     }

@@ -2,9 +2,9 @@
 // fp32 kernel backward, on the bf16 values widened (exactly) to fp32.
 //
 // Why (measured 2026-12-03, torch 2.11, 2 threads, MiniLM's 12 heads, 16 x 64 tokens, with the
-// padding mask, on an Intel Xeon with AMX-BF16 and on one with AVX512-BF16 only): the bf16 flash
-// forward is the fastest form (0.8 ms against fp32's 1.0-1.5), but the bf16 flash backward takes
-// 19-27 ms per call against fp32's 2.3-2.6. SDPA's math form in bf16 was fast but its bf16 softmax
+// padding mask): on an Intel Xeon with AMX-BF16 the bf16 flash forward is the fastest form (0.76 ms
+// against fp32's 0.99 plus casts), but the bf16 flash backward takes 24-27 ms per call against
+// fp32's 2.3 (19-22 against 2.6 on an Intel Xeon with AVX512-BF16 and no AMX). SDPA's math form in bf16 was fast but its bf16 softmax
 // made the step's logits 5x less accurate than autocast's, and a backward of batched bf16 matmuls
 // around an fp32 softmax (tried) spent more in its passes over [blocks, T, T] than it saved. The
 // forward's log-sum-exp is computed in fp32 from the same (bf16-exact) values the fp32 backward
@@ -16,10 +16,9 @@
 
 namespace bitfleet::engine {
 
-// q, k, v: [examples, heads, T, head_dim] bf16 (any strides); key_bias: [examples, T] fp32, 0 for
-// a key a query may attend to and -inf for padding. Returns [examples, heads, T, head_dim] bf16,
-// differentiable in q, k and v.
-at::Tensor cpu_bf16_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                              const at::Tensor& key_bias);
+// q, k, v: [examples, heads, T, head_dim] bf16 (any strides); mask: [examples, 1, 1, T] bool, true
+// for a key a query may attend to (the model's padding mask). Returns [examples, heads, T,
+// head_dim] bf16, differentiable in q, k and v.
+at::Tensor cpu_bf16_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask);
 
 }  // namespace bitfleet::engine

@@ -3,8 +3,6 @@
 // padded keys get no gradient at all.
 #include <gtest/gtest.h>
 
-#include <limits>
-
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd.h>
 
@@ -17,8 +15,7 @@ constexpr int64_t kExamples = 6, kHeads = 4, kTokens = 24, kHeadDim = 16;
 
 struct Inputs {
   at::Tensor q, k, v, dout;  // [examples, heads, T, d] bf16, as [rows, hidden] views like the model's
-  at::Tensor mask;           // [examples, T] bool: true for real tokens
-  at::Tensor key_bias;       // [examples, T] fp32: 0 or -inf
+  at::Tensor mask;           // [examples, 1, 1, T] bool: true for real tokens
 };
 
 Inputs make_inputs() {
@@ -27,10 +24,10 @@ Inputs make_inputs() {
     return rows.view({kExamples, kTokens, kHeads, kHeadDim}).transpose(1, 2);
   };
   auto rows = [] { return at::randn({kExamples * kTokens, kHeads * kHeadDim}).to(at::kBFloat16); };
-  Inputs in{heads(rows()), heads(rows()), heads(rows()), heads(rows()), {}, {}};
+  Inputs in{heads(rows()), heads(rows()), heads(rows()), heads(rows()), {}};
   // Example e has kTokens - 3e real tokens (the first is full length).
-  in.mask = at::arange(kTokens).unsqueeze(0) < (kTokens - 3 * at::arange(kExamples)).unsqueeze(1);
-  in.key_bias = at::zeros({kExamples, kTokens}).masked_fill_(in.mask.logical_not(), -std::numeric_limits<float>::infinity());
+  in.mask = (at::arange(kTokens).unsqueeze(0) < (kTokens - 3 * at::arange(kExamples)).unsqueeze(1))
+                .view({kExamples, 1, 1, kTokens});
   return in;
 }
 
@@ -39,7 +36,7 @@ std::vector<at::Tensor> reference(const Inputs& in, at::ScalarType dtype) {
   std::vector<at::Tensor> leaves;
   for (const auto& t : {in.q, in.k, in.v}) leaves.push_back(t.to(dtype).detach().requires_grad_(true));
   at::Tensor out = at::scaled_dot_product_attention(leaves[0], leaves[1], leaves[2],
-                                                    in.mask.view({kExamples, 1, 1, kTokens}));
+                                                    in.mask);
   auto grads = torch::autograd::grad({out}, leaves, {in.dout.to(dtype)});
   return {out.detach(), grads[0], grads[1], grads[2]};
 }
@@ -51,8 +48,8 @@ double relative_error(const at::Tensor& got, const at::Tensor& want) {
 
 TEST(CpuAttentionTest, ForwardIsLibTorchsBf16AttentionBitForBit) {
   const Inputs in = make_inputs();
-  at::Tensor ours = cpu_bf16_attention(in.q, in.k, in.v, in.key_bias);
-  at::Tensor sdpa = at::scaled_dot_product_attention(in.q, in.k, in.v, in.mask.view({kExamples, 1, 1, kTokens}));
+  at::Tensor ours = cpu_bf16_attention(in.q, in.k, in.v, in.mask);
+  at::Tensor sdpa = at::scaled_dot_product_attention(in.q, in.k, in.v, in.mask);
   ASSERT_EQ(ours.scalar_type(), at::kBFloat16);
   EXPECT_TRUE(at::equal(ours, sdpa));
 }
@@ -61,7 +58,7 @@ TEST(CpuAttentionTest, GradientsAreAsAccurateAsTheFp32Kernels) {
   const Inputs in = make_inputs();
   std::vector<at::Tensor> leaves;
   for (const auto& t : {in.q, in.k, in.v}) leaves.push_back(t.detach().requires_grad_(true));
-  at::Tensor out = cpu_bf16_attention(leaves[0], leaves[1], leaves[2], in.key_bias);
+  at::Tensor out = cpu_bf16_attention(leaves[0], leaves[1], leaves[2], in.mask);
   auto grads = torch::autograd::grad({out}, leaves, {in.dout});
   const auto exact = reference(in, at::kDouble), fp32 = reference(in, at::kFloat);
   const char* names[] = {"dq", "dk", "dv"};
@@ -78,7 +75,7 @@ TEST(CpuAttentionTest, GradientsAreAsAccurateAsTheFp32Kernels) {
 TEST(CpuAttentionTest, PaddedKeysGetNoGradient) {
   const Inputs in = make_inputs();
   at::Tensor k = in.k.detach().requires_grad_(true), v = in.v.detach().requires_grad_(true);
-  at::Tensor out = cpu_bf16_attention(in.q, k, v, in.key_bias);
+  at::Tensor out = cpu_bf16_attention(in.q, k, v, in.mask);
   auto grads = torch::autograd::grad({out}, {k, v}, {in.dout});
   const at::Tensor padded = in.mask.logical_not().view({kExamples, 1, kTokens, 1}).expand_as(grads[0]);
   ASSERT_GT(padded.sum().item<int64_t>(), 0);

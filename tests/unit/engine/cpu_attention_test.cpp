@@ -1,9 +1,12 @@
 // The bf16 CPU attention (worker/engine/cpu_attention.h): its forward is LibTorch's bf16 SDPA, bit
 // for bit; its gradients are as accurate as the all-fp32 kernel's against a float64 reference;
-// padded keys get no gradient at all.
+// padded keys get no gradient at all; an example's output and gradients do not depend on the
+// other examples of the call or on the thread count. Shapes: MiniLM's (64 tokens, head dim 32), a
+// small one and an odd one.
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include "worker/engine/cpu_attention.h"
@@ -11,23 +14,26 @@
 namespace bitfleet::engine {
 namespace {
 
-constexpr int64_t kExamples = 6, kHeads = 4, kTokens = 24, kHeadDim = 16;
+constexpr int64_t kExamples = 6, kHeads = 4;
+
+struct Shape {
+  int64_t tokens, head_dim;
+};
 
 struct Inputs {
+  Shape shape;
   at::Tensor q, k, v, dout;  // [examples, heads, T, d] bf16, as [rows, hidden] views like the model's
   at::Tensor mask;           // [examples, 1, 1, T] bool: true for real tokens
 };
 
-Inputs make_inputs() {
+Inputs make_inputs(Shape shape) {
   at::manual_seed(7);
-  auto heads = [](const at::Tensor& rows) {
-    return rows.view({kExamples, kTokens, kHeads, kHeadDim}).transpose(1, 2);
-  };
-  auto rows = [] { return at::randn({kExamples * kTokens, kHeads * kHeadDim}).to(at::kBFloat16); };
-  Inputs in{heads(rows()), heads(rows()), heads(rows()), heads(rows()), {}};
-  // Example e has kTokens - 3e real tokens (the first is full length).
-  in.mask = (at::arange(kTokens).unsqueeze(0) < (kTokens - 3 * at::arange(kExamples)).unsqueeze(1))
-                .view({kExamples, 1, 1, kTokens});
+  const int64_t T = shape.tokens, d = shape.head_dim;
+  auto heads = [&](const at::Tensor& rows) { return rows.view({kExamples, T, kHeads, d}).transpose(1, 2); };
+  auto rows = [&] { return at::randn({kExamples * T, kHeads * d}).to(at::kBFloat16); };
+  Inputs in{shape, heads(rows()), heads(rows()), heads(rows()), heads(rows()), {}};
+  // Example e has T - 3e real tokens (the first is full length).
+  in.mask = (at::arange(T).unsqueeze(0) < (T - 3 * at::arange(kExamples)).unsqueeze(1)).view({kExamples, 1, 1, T});
   return in;
 }
 
@@ -35,9 +41,16 @@ Inputs make_inputs() {
 std::vector<at::Tensor> reference(const Inputs& in, at::ScalarType dtype) {
   std::vector<at::Tensor> leaves;
   for (const auto& t : {in.q, in.k, in.v}) leaves.push_back(t.to(dtype).detach().requires_grad_(true));
-  at::Tensor out = at::scaled_dot_product_attention(leaves[0], leaves[1], leaves[2],
-                                                    in.mask);
+  at::Tensor out = at::scaled_dot_product_attention(leaves[0], leaves[1], leaves[2], in.mask);
   auto grads = torch::autograd::grad({out}, leaves, {in.dout.to(dtype)});
+  return {out.detach(), grads[0], grads[1], grads[2]};
+}
+
+std::vector<at::Tensor> ours(const Inputs& in) {
+  std::vector<at::Tensor> leaves;
+  for (const auto& t : {in.q, in.k, in.v}) leaves.push_back(t.detach().requires_grad_(true));
+  at::Tensor out = cpu_bf16_attention(leaves[0], leaves[1], leaves[2], in.mask);
+  auto grads = torch::autograd::grad({out}, leaves, {in.dout});
   return {out.detach(), grads[0], grads[1], grads[2]};
 }
 
@@ -46,44 +59,67 @@ double relative_error(const at::Tensor& got, const at::Tensor& want) {
   return (g - w).norm().item<double>() / w.norm().item<double>();
 }
 
-TEST(CpuAttentionTest, ForwardIsLibTorchsBf16AttentionBitForBit) {
-  const Inputs in = make_inputs();
-  at::Tensor ours = cpu_bf16_attention(in.q, in.k, in.v, in.mask);
+class CpuAttentionTest : public ::testing::TestWithParam<Shape> {};
+
+TEST_P(CpuAttentionTest, ForwardIsLibTorchsBf16AttentionBitForBit) {
+  const Inputs in = make_inputs(GetParam());
+  at::Tensor mine = cpu_bf16_attention(in.q, in.k, in.v, in.mask);
   at::Tensor sdpa = at::scaled_dot_product_attention(in.q, in.k, in.v, in.mask);
-  ASSERT_EQ(ours.scalar_type(), at::kBFloat16);
-  EXPECT_TRUE(at::equal(ours, sdpa));
+  ASSERT_EQ(mine.scalar_type(), at::kBFloat16);
+  EXPECT_TRUE(at::equal(mine, sdpa));
 }
 
-TEST(CpuAttentionTest, GradientsAreAsAccurateAsTheFp32Kernels) {
-  const Inputs in = make_inputs();
-  std::vector<at::Tensor> leaves;
-  for (const auto& t : {in.q, in.k, in.v}) leaves.push_back(t.detach().requires_grad_(true));
-  at::Tensor out = cpu_bf16_attention(leaves[0], leaves[1], leaves[2], in.mask);
-  auto grads = torch::autograd::grad({out}, leaves, {in.dout});
+TEST_P(CpuAttentionTest, GradientsAreAsAccurateAsTheFp32Kernels) {
+  const Inputs in = make_inputs(GetParam());
+  const auto grads = ours(in);
   const auto exact = reference(in, at::kDouble), fp32 = reference(in, at::kFloat);
+  // The fp32 kernel's gradients, rounded to bf16 as ours are: the accuracy bf16 allows.
   const char* names[] = {"dq", "dk", "dv"};
-  for (int i = 0; i < 3; ++i) {
+  for (int i = 1; i < 4; ++i) {
     ASSERT_EQ(grads[i].scalar_type(), at::kBFloat16);
-    // The fp32 kernel's gradients, rounded to bf16 as ours are: the accuracy bf16 allows.
-    const double ours = relative_error(grads[i], exact[i + 1]);
-    const double best = relative_error(fp32[i + 1].to(at::kBFloat16), exact[i + 1]);
-    EXPECT_LE(ours, 1.25 * best + 1e-4) << names[i] << ": ours " << ours << ", fp32 kernel " << best;
+    const double mine = relative_error(grads[i], exact[i]);
+    const double best = relative_error(fp32[i].to(at::kBFloat16), exact[i]);
+    EXPECT_LE(mine, 1.25 * best + 1e-4) << names[i - 1] << ": ours " << mine << ", fp32 kernel " << best;
   }
-  EXPECT_LE(relative_error(out, exact[0]), 1.25 * relative_error(fp32[0].to(at::kBFloat16), exact[0]) + 1e-3);
+  EXPECT_LE(relative_error(grads[0], exact[0]), 1.25 * relative_error(fp32[0].to(at::kBFloat16), exact[0]) + 1e-3);
 }
 
-TEST(CpuAttentionTest, PaddedKeysGetNoGradient) {
-  const Inputs in = make_inputs();
-  at::Tensor k = in.k.detach().requires_grad_(true), v = in.v.detach().requires_grad_(true);
-  at::Tensor out = cpu_bf16_attention(in.q, k, v, in.mask);
-  auto grads = torch::autograd::grad({out}, {k, v}, {in.dout});
-  const at::Tensor padded = in.mask.logical_not().view({kExamples, 1, kTokens, 1}).expand_as(grads[0]);
+TEST_P(CpuAttentionTest, PaddedKeysGetNoGradient) {
+  const Inputs in = make_inputs(GetParam());
+  const auto grads = ours(in);
+  const int64_t T = in.shape.tokens;
+  const at::Tensor padded = in.mask.logical_not().view({kExamples, 1, T, 1}).expand_as(grads[2]);
   ASSERT_GT(padded.sum().item<int64_t>(), 0);
-  for (const auto& g : grads) {
-    EXPECT_EQ(g.masked_select(padded).abs().max().item<float>(), 0.0f);
-    EXPECT_GT(g.masked_select(padded.logical_not()).abs().max().item<float>(), 0.0f);
+  for (int i = 2; i < 4; ++i) {
+    EXPECT_EQ(grads[i].masked_select(padded).abs().max().item<float>(), 0.0f);
+    EXPECT_GT(grads[i].masked_select(padded.logical_not()).abs().max().item<float>(), 0.0f);
   }
 }
+
+// What together = alone rests on: an example's gradients are the same bits whether the call holds
+// it alone or beside others, at any thread count.
+TEST_P(CpuAttentionTest, AnExamplesGradientsDoNotDependOnItsNeighboursOrThreads) {
+  const Inputs in = make_inputs(GetParam());
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  const auto one_thread = ours(in);
+  at::set_num_threads(2);
+  const auto all = ours(in);
+  at::set_num_threads(threads);
+  Inputs single = in;
+  for (at::Tensor* t : {&single.q, &single.k, &single.v, &single.dout, &single.mask}) *t = t->narrow(0, 2, 1);
+  const auto alone = ours(single);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_TRUE(at::equal(one_thread[i], all[i])) << i;
+    EXPECT_TRUE(at::equal(alone[i], all[i].narrow(0, 2, 1))) << i;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CpuAttentionTest,
+                         ::testing::Values(Shape{24, 16}, Shape{64, 32}, Shape{23, 15}),
+                         [](const auto& info) {
+                           return "T" + std::to_string(info.param.tokens) + "d" + std::to_string(info.param.head_dim);
+                         });
 
 }  // namespace
 }  // namespace bitfleet::engine

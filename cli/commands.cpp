@@ -109,13 +109,19 @@ int jobs_command(Context& ctx, common::Flags& flags, const Args& args) {
     return kExitOk;
   }
   TextTable table({"JOB", "NAME", "STATUS", "PROGRESS", "METRIC", "VALUE", "CREATED"});
+  std::vector<std::string> waiting;
   for (const auto& job : *jobs) {
     auto metric = headline_metric(job);
     const std::string id = job["id"];
     table.add({id, job_name(job) == id ? "" : job_name(job), job["status"], progress_cell(job),
                metric ? metric->first : "", metric ? format_number(metric->second) : "", time_text(job["created_at"])});
+    if (const std::string why = waiting_reason(job); !why.empty()) waiting.push_back(id + ": " + why);
   }
   table.print(ctx.out);
+  if (!waiting.empty()) {
+    ctx.out << "\nqueued, and no live worker group can run them:\n";
+    for (const auto& w : waiting) ctx.out << "  " << w << "\n";
+  }
   if (more) ctx.err << "(more jobs than --limit " << limit << "; newest first)\n";
   return kExitOk;
 }

@@ -21,6 +21,12 @@ std::string job_name(const json& job) {
   return job.value("id", "");
 }
 
+std::string waiting_reason(const json& job) {
+  if (job.value("status", "") != "queued") return "";
+  const json& reason = job.value("waiting_reason", json());
+  return reason.is_string() ? reason.get<std::string>() : "";
+}
+
 std::optional<std::pair<std::string, double>> headline_metric(const json& job) {
   const json& metrics = job.value("metrics", json());
   if (!metrics.is_object() || metrics.empty()) return std::nullopt;

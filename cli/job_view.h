@@ -16,6 +16,8 @@ namespace bitfleet::cli {
 bool is_finished(const nlohmann::json& job);  // succeeded, failed or cancelled
 // metadata.name, else the id.
 std::string job_name(const nlohmann::json& job);
+// Why a queued job cannot start (its waiting_reason: no live worker group can run it), else "".
+std::string waiting_reason(const nlohmann::json& job);
 // The metric a task type is judged by (accuracy; pearson for regression), from the job's metrics.
 std::optional<std::pair<std::string, double>> headline_metric(const nlohmann::json& job);
 // Seconds from start to finish (or to now while running); nullopt before it starts.

@@ -71,11 +71,12 @@ class TerminalView {
   TerminalView(const WatchOptions& options, std::ostream& out) : options_(options), out_(out) {}
 
   void draw(const std::vector<json>& jobs, double elapsed) {
-    std::map<std::string, int> counts;
+    std::map<std::string, int> counts, waiting;  // waiting: queued jobs by why no group can run them
     std::vector<const json*> running;
     size_t name_width = 4;
     for (const json& job : jobs) {
       ++counts[job.value("status", "")];
+      if (const std::string why = waiting_reason(job); !why.empty()) ++waiting[why];
       if (job.value("status", "") == "running") {
         running.push_back(&job);
         name_width = std::max(name_width, display_width(job_name(job)));
@@ -87,7 +88,8 @@ class TerminalView {
                     std::to_string(counts["failed"]) + " failed, " + std::to_string(counts["cancelled"]) +
                     " cancelled, " + std::to_string(counts["running"]) + " running, " +
                     std::to_string(counts["queued"]) + " queued  [" + duration_text(elapsed) + "]");
-    const size_t room = static_cast<size_t>(std::max(options_.height - 3, 1));
+    for (const auto& [why, n] : waiting) lines.push_back("  " + std::to_string(n) + " queued: " + why);
+    const size_t room = static_cast<size_t>(std::max(options_.height - 3 - static_cast<int>(waiting.size()), 1));
     for (size_t i = 0; i < running.size() && i < room; ++i) {
       const json& job = *running[i];
       std::string name = job_name(job);
@@ -110,30 +112,32 @@ class TerminalView {
   int drawn_ = 0;
 };
 
-// The piped view: a line per status change, or progress past another tenth.
+// The piped view: a line per status change (a queued job's with its waiting_reason, and again when
+// that changes), or progress past another tenth.
 class PlainView {
  public:
   explicit PlainView(std::ostream& out) : out_(out) {}
 
   void draw(const std::vector<json>& jobs) {
     for (const json& job : jobs) {
-      const std::string id = job.value("id", ""), status = job.value("status", "");
+      const std::string id = job.value("id", ""), status = job.value("status", ""), why = waiting_reason(job);
       const int tenth = static_cast<int>(job_fraction(job) * 10);
       Seen& seen = seen_[id];
       const std::string label = id + (job_name(job) != id ? " (" + job_name(job) + ")" : "");
-      if (status != seen.status) {
-        out_ << clock_time() << " " << label << " " << (is_finished(job) ? outcome_text(job) : status) << "\n";
+      if (status != seen.status || why != seen.why) {
+        out_ << clock_time() << " " << label << " " << (is_finished(job) ? outcome_text(job) : status)
+             << (why.empty() ? "" : ": " + why) << "\n";
       } else if (status == "running" && tenth > seen.tenth) {
         out_ << clock_time() << " " << label << " running " << tenth * 10 << "%  " << progress_text(job) << "\n";
       }
-      seen = {status, tenth};
+      seen = {status, why, tenth};
     }
     out_.flush();
   }
 
  private:
   struct Seen {
-    std::string status;
+    std::string status, why;
     int tenth = 0;
   };
   std::ostream& out_;

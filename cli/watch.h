@@ -1,8 +1,9 @@
 // Watch: follows jobs until each has finished, showing their progress as it happens.
 //
-// On a terminal it redraws in place: a counts line (succeeded, failed, running, queued) and a
-// progress bar per running job, as many as fit. Piped, it prints one plain line per change — a
-// status change, or progress past another tenth — so logs and CI read well. Either way it ends
+// On a terminal it redraws in place: a counts line (succeeded, failed, running, queued), why queued
+// jobs that no live group can run are waiting, and a progress bar per running job, as many as fit.
+// Piped, it prints one plain line per change — a status change or a new waiting reason, or progress
+// past another tenth — so logs and CI read well. Either way it ends
 // with a summary table (job, name, status, metric, value, seconds) and each failure's reason.
 // Thread-safety: call from one thread; `stop` may be set from a signal handler.
 #pragma once

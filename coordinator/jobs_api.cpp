@@ -114,9 +114,34 @@ Response Service::create_jobs_batch(Request& r, const Caller& c) {
   if (!stored.is_ok()) return created_jobs_problem(stored.status(), r.path, c);
   if (!stored->replayed) metrics_.jobs_submitted(static_cast<int64_t>(jobs.size()));
   nlohmann::json data = nlohmann::json::array();
-  for (const auto& j : stored->jobs) data.push_back(job_json(j));
+  auto view = job_viewer();
+  for (const auto& j : stored->jobs) data.push_back(view(j));
   return json_response(201, {{"object", "list"}, {"data", data}});
 }
+
+std::function<nlohmann::json(const JobRecord&)> Service::job_viewer() {
+  // The live groups are listed once per response, and only if a job in it is queued.
+  std::optional<std::vector<WorkerRecord>> live;  // unset until listed, and if the store cannot list
+  return [this, listed = false, live](const JobRecord& job) mutable {
+    nlohmann::json out = job_json(job);
+    out["waiting_reason"] = nullptr;
+    if (job.status != kQueued) return out;
+    if (!listed) {
+      listed = true;
+      if (auto workers = store_->list_workers(); workers.is_ok()) {
+        const int64_t now = now_ms();
+        live.emplace();
+        for (auto& w : *workers) {
+          if (now - w.last_heartbeat_at <= options_.lease_ms) live->push_back(std::move(w));
+        }
+      }
+    }
+    if (live) out["waiting_reason"] = waiting_reason(job, *live);
+    return out;
+  };
+}
+
+nlohmann::json Service::job_view(const JobRecord& job) { return job_viewer()(job); }
 
 Response Service::list_jobs(Request& r, const Caller& c) {
   auto limit = int_param(r, "limit", 1, kMaxPage, kDefaultPage);
@@ -136,14 +161,14 @@ Response Service::list_jobs(Request& r, const Caller& c) {
   }
   auto page = store_->list_jobs(c.principal.role == Role::kAdmin ? "" : c.principal.tenant, status, *limit, after);
   if (!page.is_ok()) return problem(page.status(), r.path);
-  return json_response(200, page_json(*page, job_json));
+  return json_response(200, page_json(*page, job_viewer()));
 }
 
 Response Service::get_job(Request& r, const Caller& c) {
   auto job = visible_job(r.params["id"], c);
   if (!job.is_ok()) return problem(job.status(), r.path);
   if (!*job) return problem(404, "", "no job " + r.params["id"], "id", r.path);
-  return json_response(200, job_json(**job));
+  return json_response(200, job_view(**job));
 }
 
 Response Service::cancel_job(Request& r, const Caller& c) {
@@ -153,7 +178,7 @@ Response Service::cancel_job(Request& r, const Caller& c) {
   auto cancelled = store_->cancel_job((*job)->id, now_ms());
   if (!cancelled.is_ok()) return problem(cancelled.status(), r.path);
   metrics_.job_finished(*cancelled);
-  return json_response(200, job_json(*cancelled));
+  return json_response(200, job_view(*cancelled));
 }
 
 Response Service::job_events(Request& r, const Caller& c) {

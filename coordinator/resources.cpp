@@ -46,6 +46,48 @@ nlohmann::json job_json(const JobRecord& j) {
   return out;
 }
 
+nlohmann::json waiting_reason(const JobRecord& job, const std::vector<WorkerRecord>& live) {
+  if (job.status != kQueued) return nullptr;
+  const common::JobRequest& r = job.request;
+  std::vector<const WorkerRecord*> groups;
+  for (const auto& w : live) {
+    if (w.backbone == r.backbone) groups.push_back(&w);
+  }
+  if (groups.empty()) return "no live worker group serves backbone \"" + r.backbone + "\"";
+  bool labels = false, seq_len = false, dtype = false;
+  int64_t max_labels = 0, max_seq_len = 0;
+  std::vector<std::string> dtypes;
+  for (const WorkerRecord* w : groups) {
+    const GroupFit fit = group_fit(*w, r);
+    if (fit.all()) return nullptr;
+    labels = labels || fit.labels;
+    seq_len = seq_len || fit.seq_len;
+    dtype = dtype || fit.dtype;
+    max_labels = std::max(max_labels, w->max_labels);
+    max_seq_len = std::max(max_seq_len, w->max_seq_len);
+    if (std::find(dtypes.begin(), dtypes.end(), w->dtype) == dtypes.end()) dtypes.push_back(w->dtype);
+  }
+  std::vector<std::string> lacking;
+  if (!labels) {
+    lacking.push_back("it has " + std::to_string(r.task.num_outputs()) + " labels, the groups take at most " +
+                      std::to_string(max_labels) + " (their --max-labels)");
+  }
+  if (!seq_len) {
+    lacking.push_back("its max_seq_len is " + std::to_string(r.hyperparameters.max_seq_len) +
+                      ", the groups take at most " + std::to_string(max_seq_len) + " (their --max-seq-len)");
+  }
+  if (!dtype) {
+    std::string have;
+    for (const auto& d : dtypes) have += (have.empty() ? "" : ", ") + d;
+    lacking.push_back("it requires dtype " + std::string(common::dtype_name(*r.hyperparameters.dtype)) +
+                      ", the groups run " + have + " (their --dtype)");
+  }
+  std::string why = "no live worker group of backbone \"" + r.backbone + "\" can run it: ";
+  if (lacking.empty()) return why + "each lacks one of its labels, max_seq_len or dtype, none has all three";
+  for (size_t i = 0; i < lacking.size(); ++i) why += (i ? "; " : "") + lacking[i];
+  return why;
+}
+
 nlohmann::json file_json(const FileRecord& f) {
   return {{"id", f.id},         {"object", "file"}, {"filename", f.filename}, {"format", f.format},
           {"bytes", f.bytes},   {"sha256", f.sha256}, {"rows", f.rows},       {"columns", f.columns},

@@ -9,6 +9,10 @@
 namespace bitfleet::coordinator {
 
 nlohmann::json job_json(const JobRecord& job);
+// Why a queued job cannot start: a sentence when no live group (`live`: the groups not lost) can
+// run it — none serves its backbone, or none of those has what it needs (GroupFit) — else null
+// (it waits for a free slot in its turn). GET /v1/jobs sets it as the job's "waiting_reason".
+nlohmann::json waiting_reason(const JobRecord& job, const std::vector<WorkerRecord>& live);
 nlohmann::json file_json(const FileRecord& file);
 nlohmann::json event_json(const EventRecord& event);
 // `lost_after_ms`: a group silent this long is "lost".

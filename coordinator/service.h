@@ -13,6 +13,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -93,6 +94,10 @@ class Service {
   Result<common::JobRequest> validate_job(const nlohmann::json& body, const Caller& c, const std::string& path);
   Result<std::vector<common::JobRequest>> validate_job_batch(const nlohmann::json& body, const Caller& c);
   Result<std::optional<JobRecord>> visible_job(const std::string& id, const Caller& c);
+  // The job object as /v1 shows it: job_json() and, for a queued job, its waiting_reason against
+  // the live groups (left null if the store cannot list them).
+  nlohmann::json job_view(const JobRecord& job);
+  std::function<nlohmann::json(const JobRecord&)> job_viewer();
   // A job creation the store refused: 429 past the tenant's queued-jobs limit, else as usual.
   Response created_jobs_problem(const Status& s, const std::string& path, const Caller& c);
 

@@ -90,6 +90,16 @@ struct WorkerRecord {
   int64_t registered_at = 0, last_heartbeat_at = 0;
 };
 
+// What a job needs of a worker group of its backbone, one flag per need, and whether `group` has
+// each: no more labels (or token classes) than the group's --max-labels, no longer max_seq_len
+// than its --max-seq-len, the dtype the job requires if any. The scheduler leases a job only to a
+// group with all three; GET /v1/jobs explains a queued job that no live group can take by them.
+struct GroupFit {
+  bool labels = false, seq_len = false, dtype = false;
+  bool all() const { return labels && seq_len && dtype; }
+};
+GroupFit group_fit(const WorkerRecord& group, const common::JobRequest& job);
+
 template <typename T>
 struct Page {
   std::vector<T> data;

@@ -67,6 +67,13 @@ Result<std::vector<WorkerRecord>> Store::list_workers() {
   return out;
 }
 
+GroupFit group_fit(const WorkerRecord& group, const common::JobRequest& job) {
+  const auto& dtype = job.hyperparameters.dtype;
+  return {.labels = job.task.num_outputs() <= group.max_labels,
+          .seq_len = job.hyperparameters.max_seq_len <= group.max_seq_len,
+          .dtype = !dtype || common::dtype_name(*dtype) == group.dtype};
+}
+
 Result<std::vector<JobRecord>> Store::next_in_fair_share(const WorkerRecord& worker, int64_t count) {
   // Running jobs per tenant: the share each already has.
   std::map<std::string, int64_t> share;
@@ -106,9 +113,7 @@ Result<std::vector<JobRecord>> Store::next_in_fair_share(const WorkerRecord& wor
       BITFLEET_ASSIGN_OR_RETURN(bool row, q->step());
       if (!row) break;
       BITFLEET_ASSIGN_OR_RETURN(JobRecord job, job_from_row(*q));
-      if (job.request.task.num_outputs() > worker.max_labels) continue;
-      if (job.request.hyperparameters.max_seq_len > worker.max_seq_len) continue;
-      if (const auto& d = job.request.hyperparameters.dtype; d && common::dtype_name(*d) != worker.dtype) continue;
+      if (!group_fit(worker, job.request).all()) continue;
       fits.push_back(std::move(job));
     }
     q->reset();

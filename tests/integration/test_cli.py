@@ -6,6 +6,7 @@ tiny backbone, for the commands that need jobs to run).
 - bad manifests name the line, row and column, and leave nothing on the coordinator;
 - `watch` in a pseudo-terminal redraws progress bars; piped, it prints plain lines; both end with
   the summary table and exit 0 only when every job succeeded;
+- a queued job that no live group can run shows why in `jobs` and `watch`, until a group joins;
 - JOB.json with local paths, `download` checked against the artifact, `events`, `cancel`,
   `workers`, `--json`, and the exit codes with the server's problem title and detail.
 """
@@ -247,6 +248,24 @@ class CliTest(unittest.TestCase):
         again = self.cli("cancel", ids[0], check=False)
         self.assertEqual(again.returncode, 3)
         self.assertRegex(again.stderr, f"bitfleet: {ids[0]}: Conflict: .*succeeded")
+
+    def test_a_job_no_group_can_run_says_why_in_jobs_and_watch_until_a_group_joins(self):
+        [job_id] = self.submit_rows([self.task_row("sentiment", "stuck")])
+        why = 'no live worker group serves backbone "tiny"'
+        listed = self.cli("jobs").stdout
+        self.assertIn(f"queued, and no live worker group can run them:\n  {job_id}: {why}\n", listed)
+
+        watch = subprocess.Popen([lib.binary("bitfleet"), "watch", job_id, "--interval", "0.2"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=dict(os.environ, **self.env))
+        self.addCleanup(lambda: watch.poll() is None and watch.kill())
+        first = watch.stdout.readline()
+        self.assertRegex(first, rf"^\d\d:\d\d:\d\d {job_id} \(stuck\) queued: {why}$")
+        self.start_group()  # the job can run now: the reason goes, and watch follows it to the end
+        out, err = watch.communicate(timeout=240)
+        self.assertEqual(watch.returncode, 0, err)
+        self.assertRegex(out, rf"{job_id} \(stuck\) succeeded  accuracy \d\.\d{{4}}")
+        self.assertNotIn("no live worker group", out)
+        self.assertNotIn("no live worker group", self.cli("jobs").stdout)
 
     def tagging_job_file(self, name, hyperparameters, **extra):
         """A job file of the tagging task, its data paths relative to the file."""

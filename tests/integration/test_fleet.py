@@ -12,7 +12,8 @@
 - SIGTERM: the group checkpoints, gives its leases back, and leaves cleanly;
 - a real Prometheus scrapes the coordinator and both groups and answers queries for their series;
 - groups register the dtype they compute in (`--dtype auto` resolved by the CPU's AMX-BF16) and their
-  CPU; a job that requires a dtype trains only on a group of it, and its artifact says so.
+  CPU; a job that requires a dtype trains only on a group of it, and its artifact says so; while
+  no live group can run it, the job says why (waiting_reason).
 """
 import os
 import signal
@@ -219,7 +220,18 @@ class FleetTest(trainlib.BackboneTestCase):
         # auto: bf16 only where AMX-BF16 is there (on AVX512-BF16 alone bf16 matmuls are slower).
         auto = "bf16" if {"amx_bf16", "amx_tile"} <= flags else "fp32"
         other = "fp32" if auto == "bf16" else "bf16"
+        # A job no live group can run says why while it waits: first no group at all, then only a
+        # group of the other dtype; once a group of its dtype is there it runs (checked below).
+        files = fleetlib.upload_tasks(client, self.dir, ["sentiment"], n_train=48, n_dev=16)
+        [early] = self.submit(client, [fleetlib.job_request(files, "sentiment", self.backbone_name, seed=9, dtype=other)])
+        reason = lambda: client.call("GET", f"/v1/jobs/{early}").json()["waiting_reason"]  # noqa: E731
+        self.assertEqual(reason(), f'no live worker group serves backbone "{self.backbone_name}"')
         auto_group = self.start_group(c, "dtype-auto", dtype="auto")
+        fleetlib.wait_for(lambda: len(client.call("GET", "/v1/workers").json()["data"]) == 1, 120, "one group")
+        self.assertEqual(reason(), f'no live worker group of backbone "{self.backbone_name}" can run it: it requires '
+                                   f'dtype {other}, the groups run {auto} (their --dtype)')
+        listed = [j for j in client.call("GET", "/v1/jobs?status=queued").json()["data"] if j["id"] == early]
+        self.assertEqual([j["waiting_reason"] for j in listed], [reason()])
         self.start_group(c, "dtype-other", ranks=1, dtype=other)
         workers = fleetlib.wait_for(lambda: (lambda w: w if len(w) == 2 else None)(
             client.call("GET", "/v1/workers").json()["data"]), 120, "two groups to register")
@@ -231,11 +243,12 @@ class FleetTest(trainlib.BackboneTestCase):
             self.assertEqual("avx512_bf16" in w["cpu"].split(";")[1].split(), "avx512_bf16" in flags, w["cpu"])
         self.assertIn(f"dtype {auto} (--dtype auto)", auto_group.log_text())
 
-        files = fleetlib.upload_tasks(client, self.dir, ["sentiment"], n_train=48, n_dev=16)
         requests_ = [fleetlib.job_request(files, "sentiment", self.backbone_name, seed=i, dtype=d)
                      for i, d in enumerate(["bf16", "fp32", "bf16", "fp32"])]
         ids = self.submit(client, requests_)
         jobs = self.wait_done(client, ids)
+        [done] = self.wait_done(client, [early])
+        self.assertEqual((done["status"], done["waiting_reason"]), ("succeeded", None), done["error"])
         for job, request in zip(jobs, requests_):
             want = request["hyperparameters"]["dtype"]
             self.assertEqual(job["status"], "succeeded", job["error"])

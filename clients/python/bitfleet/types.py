@@ -41,6 +41,8 @@ class Job(_FromJson):
     test_metrics: Optional[Dict[str, float]] = None
     evaluations: Optional[List[Dict[str, Any]]] = None
     error: Optional[Dict[str, Any]] = None
+    # Why a queued job cannot start: no live worker group can run it (None while one can).
+    waiting_reason: Optional[str] = None
     artifact: Optional[Dict[str, Any]] = None
     created_at: int = 0
     started_at: Optional[int] = None

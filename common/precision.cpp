@@ -26,12 +26,20 @@ std::string CpuIsa::summary() const {
   return out + ";" + (flags.empty() ? " no avx512" : flags);
 }
 
+bool CpuIsa::bf16_matmuls_faster() const { return amx_bf16 || (avx512_bf16 && vendor == "AuthenticAMD"); }
+
 namespace {
 
 CpuIsa read_cpu_isa() {
   CpuIsa isa;
 #if defined(__x86_64__) || defined(__i386__)
   unsigned a = 0, b = 0, c = 0, d = 0;
+  __cpuid(0, a, b, c, d);  // the vendor string is EBX, EDX, ECX
+  char vendor[13] = {};
+  std::memcpy(vendor, &b, 4);
+  std::memcpy(vendor + 4, &d, 4);
+  std::memcpy(vendor + 8, &c, 4);
+  isa.vendor = vendor;
   if (__get_cpuid_max(0x80000000, nullptr) >= 0x80000004) {
     char brand[49] = {};
     for (unsigned leaf = 0; leaf < 3; ++leaf) {
@@ -78,7 +86,7 @@ CpuIsa detect_cpu_isa() {
 }
 
 Result<Dtype> choose_dtype(std::string_view requested, bool cuda, const CpuIsa& isa, const std::string& field) {
-  if (requested == "auto") return cuda || isa.amx_bf16 ? Dtype::kBf16 : Dtype::kFp32;
+  if (requested == "auto") return cuda || isa.bf16_matmuls_faster() ? Dtype::kBf16 : Dtype::kFp32;
   if (auto d = parse_dtype(requested)) return *d;
   return invalid_argument(field + " must be auto, fp32 or bf16, got \"" + std::string(requested) + "\"", field);
 }

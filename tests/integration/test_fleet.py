@@ -11,7 +11,7 @@
 - a job cancelled while training and a poisoned job beside healthy ones end alone;
 - SIGTERM: the group checkpoints, gives its leases back, and leaves cleanly;
 - a real Prometheus scrapes the coordinator and both groups and answers queries for their series;
-- groups register the dtype they compute in (`--dtype auto` resolved by the CPU's AMX-BF16) and their
+- groups register the dtype they compute in (`--dtype auto` resolved by the CPU's ISA and vendor) and their
   CPU; a job that requires a dtype trains only on a group of it, and its artifact says so; while
   no live group can run it, the job says why (waiting_reason).
 """
@@ -209,16 +209,20 @@ class FleetTest(trainlib.BackboneTestCase):
 
     def test_groups_register_their_dtype_and_jobs_requiring_one_train_there(self):
         c, client = self.start_coordinator("dtypes")
-        flags, model = set(), ""
+        flags, model, vendor = set(), "", ""
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name") and not model:
                     model = " ".join(line.split(":", 1)[1].split())
+                if line.startswith("vendor_id") and not vendor:
+                    vendor = line.split(":", 1)[1].strip()
                 if line.startswith("flags"):
                     flags = set(line.split(":", 1)[1].split())
                     break
-        # auto: bf16 only where AMX-BF16 is there (on AVX512-BF16 alone bf16 matmuls are slower).
-        auto = "bf16" if {"amx_bf16", "amx_tile"} <= flags else "fp32"
+        # auto: bf16 where bf16 matmuls are measured faster — AMX-BF16, or AVX512-BF16 on AMD (on
+        # Intel's AVX512-BF16 without AMX they are slower).
+        fast_bf16 = {"amx_bf16", "amx_tile"} <= flags or ("avx512_bf16" in flags and vendor == "AuthenticAMD")
+        auto = "bf16" if fast_bf16 else "fp32"
         other = "fp32" if auto == "bf16" else "bf16"
         # A job no live group can run says why while it waits: first no group at all, then only a
         # group of the other dtype; once a group of its dtype is there it runs (checked below).

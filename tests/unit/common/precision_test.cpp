@@ -10,14 +10,21 @@
 namespace bitfleet::common {
 namespace {
 
-// --dtype auto: bf16 where the hardware makes it fast (a GPU, AMX tiles), fp32 elsewhere — an
-// AVX512-BF16 CPU without AMX runs bf16 matmuls slower than fp32 (docs/performance.md).
-TEST(PrecisionTest, AutoChoosesBf16OnCudaAndAmxOnly) {
-  CpuIsa plain, avx512_bf16, amx;
-  avx512_bf16.avx512f = avx512_bf16.avx512_bf16 = true;
+// --dtype auto: bf16 where the hardware makes it fast (a GPU, AMX tiles, AMD's AVX512-BF16), fp32
+// elsewhere — an Intel AVX512-BF16 CPU without AMX runs bf16 matmuls slower than fp32
+// (docs/performance.md).
+TEST(PrecisionTest, AutoChoosesBf16WhereBf16MatmulsAreMeasuredFaster) {
+  CpuIsa plain, intel_avx512_bf16, amd_avx512_bf16, amd_avx512, amx;
+  intel_avx512_bf16.vendor = amx.vendor = "GenuineIntel";
+  amd_avx512_bf16.vendor = amd_avx512.vendor = plain.vendor = "AuthenticAMD";
+  intel_avx512_bf16.avx512f = intel_avx512_bf16.avx512_bf16 = true;
+  amd_avx512_bf16.avx512f = amd_avx512_bf16.avx512_bf16 = true;
+  amd_avx512.avx512f = true;
   amx.avx512f = amx.avx512_bf16 = amx.amx_bf16 = true;
   EXPECT_EQ(*choose_dtype("auto", false, plain), Dtype::kFp32);
-  EXPECT_EQ(*choose_dtype("auto", false, avx512_bf16), Dtype::kFp32);
+  EXPECT_EQ(*choose_dtype("auto", false, intel_avx512_bf16), Dtype::kFp32);
+  EXPECT_EQ(*choose_dtype("auto", false, amd_avx512), Dtype::kFp32);
+  EXPECT_EQ(*choose_dtype("auto", false, amd_avx512_bf16), Dtype::kBf16);
   EXPECT_EQ(*choose_dtype("auto", false, amx), Dtype::kBf16);
   EXPECT_EQ(*choose_dtype("auto", true, plain), Dtype::kBf16);
   // An explicit choice is taken as given, whatever the hardware.
@@ -51,9 +58,10 @@ TEST(PrecisionTest, DetectedIsaMatchesTheKernelsCpuFlags) {
   std::ifstream in("/proc/cpuinfo");
   if (!in) GTEST_SKIP() << "no /proc/cpuinfo";
   std::set<std::string> flags;
-  std::string model;
+  std::string model, vendor;
   for (std::string line; std::getline(in, line);) {
     if (model.empty() && line.rfind("model name", 0) == 0) model = line.substr(line.find(':') + 2);
+    if (vendor.empty() && line.rfind("vendor_id", 0) == 0) vendor = squeezed(line.substr(line.find(':') + 1));
     if (line.rfind("flags", 0) != 0) continue;
     std::istringstream words(line.substr(line.find(':') + 1));
     for (std::string w; words >> w;) flags.insert(w);
@@ -65,6 +73,7 @@ TEST(PrecisionTest, DetectedIsaMatchesTheKernelsCpuFlags) {
   EXPECT_EQ(isa.avx512_bf16, flags.count("avx512_bf16") == 1);
   EXPECT_EQ(isa.amx_bf16, flags.count("amx_bf16") == 1 && flags.count("amx_tile") == 1);
   EXPECT_EQ(squeezed(isa.model), squeezed(model));
+  EXPECT_EQ(isa.vendor, vendor);
   EXPECT_EQ(isa.summary().rfind(isa.model + ";", 0), 0u) << isa.summary();
 }
 

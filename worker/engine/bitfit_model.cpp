@@ -20,6 +20,16 @@ namespace {
 
 int table_layer(BiasKind kind, int layer) { return is_per_layer(kind) ? layer : 0; }
 
+// t cut into pieces of `sizes` rows by one split, whose backward is one concatenation (a narrow per
+// piece would make a zero-filled full-size gradient per piece). One piece is t itself: a split's
+// backward would still copy the whole gradient (on the CPU a pass holds one segment: q, k and v of
+// every layer).
+std::vector<at::Tensor> pieces(const at::Tensor& t, const std::vector<int64_t>& sizes) {
+  if (sizes.size() == 1) return {t};
+  return t.split_with_sizes(sizes);
+}
+
+
 // Autograd warns once that our .grad views "do not obey the gradient layout contract": they are
 // strided views into the flat buffer by design, and the contract only concerns a fast path for
 // grads autograd allocates itself. Drop that warning; pass every other one on.
@@ -229,9 +239,8 @@ at::Tensor BitFitModel::attention(const at::Tensor& q, const at::Tensor& k, cons
                                   const Batch& batch) const {
   const auto& c = backbone_.config();
   const auto& segs = batch.segments;
-  // Runs of segments [first, last) that share one call, and their row counts. q, k and v are cut
-  // by one split each: its backward is one concatenation, where a narrow per run would make a
-  // zero-filled full-size gradient per run.
+  // Runs of segments [first, last) that share one call, and their row counts; q, k and v are cut
+  // into them by pieces().
   std::vector<std::pair<size_t, size_t>> runs;
   std::vector<int64_t> sizes;
   for (size_t first = 0; first < segs.size();) {
@@ -244,7 +253,7 @@ at::Tensor BitFitModel::attention(const at::Tensor& q, const at::Tensor& k, cons
     first = last;
   }
   if (batch.rows > batch.segment_rows) sizes.push_back(batch.rows - batch.segment_rows);
-  const auto qs = q.split_with_sizes(sizes), ks = k.split_with_sizes(sizes), vs = v.split_with_sizes(sizes);
+  const auto qs = pieces(q, sizes), ks = pieces(k, sizes), vs = pieces(v, sizes);
 
   std::vector<at::Tensor> outputs;
   outputs.reserve(sizes.size());
@@ -354,9 +363,8 @@ ForwardOutput BitFitModel::heads(const Batch& batch, const at::Tensor& x, const 
   const auto& c = backbone_.config();
   const Backbone& w = backbone_;
   // Sequence heads read each example's first token: BERT through its pooler, RoBERTa directly.
-  // Per-segment pieces come from one split, whose backward is one concatenation (a narrow per
-  // segment would build a zero-filled full-size gradient per segment). On the CPU the pooler runs
-  // per segment, so that its row count does not depend on the other segments; on a GPU, once.
+  // Per-segment pieces come from pieces(). On the CPU the pooler runs per segment, so that its row
+  // count does not depend on the other segments; on a GPU, once.
   const bool bert = c.architecture == Architecture::kBert;
   std::vector<at::Tensor> pooled_pieces, row_pieces;
   std::vector<int64_t> first_sizes, row_sizes;
@@ -371,7 +379,7 @@ ForwardOutput BitFitModel::heads(const Batch& batch, const at::Tensor& x, const 
     TORCH_CHECK(!bert || backbone_.has_pooler(), "sequence task on a backbone without pooler; check supports()");
     const RowSlots first_slots = slots.select(batch.first_rows);
     if (bert && onehot_bias_) first = at::tanh(linear(first, w.pooler_w, BiasKind::kPooler, -1, w.pooler_b, first_slots));
-    pooled_pieces = first.split_with_sizes(first_sizes);
+    pooled_pieces = pieces(first, first_sizes);
     if (bert && !onehot_bias_) {
       int64_t offset = 0;
       for (auto& piece : pooled_pieces) {
@@ -383,7 +391,7 @@ ForwardOutput BitFitModel::heads(const Batch& batch, const at::Tensor& x, const 
   }
   if (token_task) {
     if (batch.rows > batch.segment_rows) row_sizes.push_back(batch.rows - batch.segment_rows);
-    row_pieces = x.split_with_sizes(row_sizes);
+    row_pieces = pieces(x, row_sizes);
   }
 
   ForwardOutput out;

@@ -4,6 +4,7 @@
 //   bitfleet-bench-step --backbone DIR [--slots 1,4,16] [--batch 16] [--seq 128] [--steps 5]
 //                       [--warmup 2] [--threads N] [--device cpu|cuda] [--dtype auto|fp32|bf16]
 //                       [--rows-per-pass N] [--comm local|nccl] [--profile-slots S] [--json]
+//                       [--cpu-attention auto|block|flash]
 //
 // A step is the trainer's whole step (forward, input-gradient backward, the all-reduce of the flat
 // gradient buffer, per-slot AdamW) on fixed-length synthetic examples, `batch` per slot. With
@@ -17,6 +18,8 @@
 // --profile-slots S profiles one more step at S slots with LibTorch's Kineto profiler and reports
 // where it went: GPU busy time and the top kernels; host ops by self time (an op's time less that
 // of the ops it calls), by name and summed into kinds (GEMM, attention, LayerNorm, ...).
+// --cpu-attention picks the bf16 CPU attention kernel (worker/engine/cpu_attention.h), so that
+// alternating runs compare the two on one machine.
 // bench/step_bench.py runs this beside the Python transformers loop and reports the ratios.
 #include <chrono>
 #include <cstdio>
@@ -81,6 +84,7 @@ double peak_matmul_flops(const c10::Device& device, at::ScalarType dtype) {
 std::string kind_of(const std::string& name) {
   static const std::vector<std::pair<const char*, const char*>> kKinds = {
       {"scaled_dot_product", "attention"}, {"flash_attention", "attention"}, {"softmax", "attention"},
+      {"block_attention", "attention"},
       {"layer_norm", "layer norm"},        {"gelu", "gelu"},
       {"addmm", "gemm"},                   {"aten::mm", "gemm"},             {"bmm", "gemm"},
       {"mkldnn", "gemm"},                  {"embedding", "slot bias gather/scatter"},
@@ -201,6 +205,7 @@ int main(int argc, char** argv) {
   const std::string dtype_flag = flags.string("dtype", "auto");
   int64_t rows_per_pass = flags.integer("rows-per-pass", -1, 1 << 30, -1);
   const int64_t profile_slots = flags.integer("profile-slots", 0, 1 << 20, 0);
+  const std::string cpu_attention = flags.string("cpu-attention", "auto");
 #if BITFLEET_WITH_NCCL
   const std::string comm_default = device_name == "cuda" ? "nccl" : "local";
 #else
@@ -231,8 +236,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto session = engine::Session::open({.backbone_dir = backbone_dir, .device = device_name, .dtype = dtype_flag,
-                                        .threads = threads,
-                                        .slots = max_slots, .max_labels = 2, .rows_per_pass = rows_per_pass},
+                                        .threads = threads, .slots = max_slots, .max_labels = 2,
+                                        .rows_per_pass = rows_per_pass, .cpu_attention = cpu_attention},
                                        **comm);
   if (!session.is_ok()) {
     std::cerr << session.status().to_string() << "\n";
@@ -259,6 +264,7 @@ int main(int argc, char** argv) {
                         {"hidden", c.hidden},          {"layers", c.layers},
                         {"seq", seq},                  {"batch_per_slot", batch},
                         {"threads", at::get_num_threads()}, {"peak_matmul_flops", peak}, {"rows_per_pass", rows_per_pass},
+                        {"cpu_attention", cpu_attention},
                         {"row_floats", model.layout().row_size()}, {"comm", comm_name},
                         {"results", nlohmann::json::array()}};
   for (int64_t s_count : slot_counts) {

@@ -9,8 +9,6 @@
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
-#include "worker/engine/cpu_attention.h"
-
 namespace bitfleet::engine {
 
 using common::BiasKind;
@@ -28,7 +26,6 @@ std::vector<at::Tensor> pieces(const at::Tensor& t, const std::vector<int64_t>& 
   if (sizes.size() == 1) return {t};
   return t.split_with_sizes(sizes);
 }
-
 
 // Autograd warns once that our .grad views "do not obey the gradient layout contract": they are
 // strided views into the flat buffer by design, and the contract only concerns a fast path for
@@ -59,9 +56,9 @@ BitFitModel::BitFitModel(const Backbone& backbone, ModelOptions options)
       layout_(backbone.config(), options.table_kinds, options.max_labels),
       compute_dtype_(backbone.dtype()),
       onehot_bias_(backbone.device().is_cuda()),
-      // bf16 on the CPU: attention by cpu_bf16_attention() (bf16 flash forward, fp32 flash backward;
-      // why, measured, in cpu_attention.h), and a one-segment pass broadcasts its slot's bias row
-      // (row_slots()).
+      // bf16 on the CPU: attention by cpu_bf16_attention() (our block kernel on AVX-512, else bf16
+      // flash forward and fp32 flash backward; why, measured, in cpu_attention.h), and a one-segment
+      // pass broadcasts its slot's bias row (row_slots()).
       cpu_bf16_(!backbone.device().is_cuda() && backbone.dtype() == at::kBFloat16) {
   install_warning_filter();
   const int64_t S = options_.slots, row = layout_.row_size();
@@ -275,7 +272,7 @@ at::Tensor BitFitModel::attention(const at::Tensor& q, const at::Tensor& k, cons
     }
     at::Tensor out;
     if (cpu_bf16_) {
-      out = cpu_bf16_attention(heads(qs[r]), heads(ks[r]), heads(vs[r]), *mask);
+      out = cpu_bf16_attention(heads(qs[r]), heads(ks[r]), heads(vs[r]), *mask, options_.cpu_attention);
     } else {
       out = at::scaled_dot_product_attention(heads(qs[r]), heads(ks[r]), heads(vs[r]), mask);
     }

@@ -39,6 +39,7 @@
 #include "common/status.h"
 #include "worker/engine/backbone.h"
 #include "worker/engine/batch.h"
+#include "worker/engine/cpu_attention.h"
 #include "worker/engine/slot_layout.h"
 
 namespace bitfleet::engine {
@@ -47,6 +48,7 @@ struct ModelOptions {
   int64_t slots = 8;
   int64_t max_labels = 64;
   common::BiasKindSet table_kinds = common::all_bias_kinds();
+  CpuAttentionKernel cpu_attention = CpuAttentionKernel::kAuto;  // bf16 on the CPU (cpu_attention.h)
 };
 
 struct ForwardOutput {

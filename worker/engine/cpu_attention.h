@@ -1,24 +1,40 @@
-// Self-attention for the bf16 step on the CPU: LibTorch's flash kernel in bf16 forward, and its
-// fp32 kernel backward, on the bf16 values widened (exactly) to fp32.
+// Self-attention for the bf16 step on the CPU. Two kernels, one contract (softmax(q·kᵀ/√d + mask)·v
+// with its gradients in q, k and v, bf16 in and out, fp32 arithmetic inside):
 //
-// Why (measured 2026-12-03, torch 2.11, 2 threads, MiniLM's 12 heads, 16 x 64 tokens, with the
-// padding mask): on an Intel Xeon with AMX-BF16 the bf16 flash forward is the fastest form (0.76 ms
-// against fp32's 0.99 plus casts), but the bf16 flash backward takes 24-27 ms per call against
-// fp32's 2.3 (19-22 against 2.6 on an Intel Xeon with AVX512-BF16 and no AMX). SDPA's math form in bf16 was fast but its bf16 softmax
-// made the step's logits 5x less accurate than autocast's, and a backward of batched bf16 matmuls
-// around an fp32 softmax (tried) spent more in its passes over [blocks, T, T] than it saved. The
-// forward's log-sum-exp is computed in fp32 from the same (bf16-exact) values the fp32 backward
-// sees, so the backward is the exact-arithmetic gradient of the forward it follows, to fp32
-// rounding: its gradients are as accurate as the all-fp32 kernel's (docs/performance.md).
+//   kBlock: block_attention.h — per (example, head) block in cache, our own AVX-512 code, the
+//           forward and backward both from the bf16 values; for T ≤ kBlockAttentionMaxTokens on
+//           CPUs with AVX-512F.
+//   kFlash: LibTorch's flash kernel in bf16 forward and its fp32 kernel backward on the bf16 values
+//           widened (exactly) to fp32; everywhere else.
+//
+// Why (measured, docs/performance.md): LibTorch's bf16 flash backward takes 19-27 ms per call
+// against its fp32 kernel's 2.3-2.6 (Intel Xeons with and without AMX; MiniLM's 12 heads, 16 x 64
+// tokens, with the padding mask), which is why kFlash widens; SDPA's math form in bf16 made the
+// logits 5x less accurate than autocast's; batched bf16 matmuls around an fp32 softmax, and
+// per-block AMX brgemm calls, spent more in passes over [blocks, T, T] or in per-call overhead than
+// they saved. At BitFit's short sequences a block is small enough to stay in cache, which kBlock
+// uses: see block_attention.h.
+//
+// Both: an example's output and gradients are the same bits alone or beside other examples, at any
+// thread count (what together = alone rests on); padded keys get exactly zero gradient.
 #pragma once
+
+#include <cstdint>
 
 #include <ATen/Tensor.h>
 
 namespace bitfleet::engine {
 
+enum class CpuAttentionKernel { kAuto, kBlock, kFlash };
+
+// The kernel kAuto runs for these shapes on this CPU.
+CpuAttentionKernel cpu_attention_kernel(int64_t tokens, int64_t head_dim);
+
 // q, k, v: [examples, heads, T, head_dim] bf16 (any strides); mask: [examples, 1, 1, T] bool, true
 // for a key a query may attend to (the model's padding mask). Returns [examples, heads, T,
-// head_dim] bf16, differentiable in q, k and v.
-at::Tensor cpu_bf16_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask);
+// head_dim] bf16, differentiable in q, k and v. kBlock where cpu_attention_kernel() would not
+// choose it is a programming error.
+at::Tensor cpu_bf16_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
+                              CpuAttentionKernel kernel = CpuAttentionKernel::kAuto);
 
 }  // namespace bitfleet::engine

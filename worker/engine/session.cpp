@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 
 #include "common/log.h"
+#include "worker/engine/block_attention.h"
 
 namespace bitfleet::engine {
 namespace {
@@ -29,6 +30,16 @@ Result<std::unique_ptr<Session>> Session::open(const SessionOptions& options, co
   if (options.threads > 0) at::set_num_threads(options.threads);
   const common::CpuIsa& isa = common::detect_cpu_isa();
   BITFLEET_ASSIGN_OR_RETURN(common::Dtype dtype, common::choose_dtype(options.dtype, cuda, isa));
+  CpuAttentionKernel attention = CpuAttentionKernel::kAuto;
+  if (options.cpu_attention == "block") {
+    if (!block_attention_available()) return invalid_argument("cpu_attention block needs AVX-512F", "cpu_attention");
+    attention = CpuAttentionKernel::kBlock;
+  } else if (options.cpu_attention == "flash") {
+    attention = CpuAttentionKernel::kFlash;
+  } else if (options.cpu_attention != "auto") {
+    return invalid_argument("cpu_attention must be auto, block or flash, got \"" + options.cpu_attention + "\"",
+                            "cpu_attention");
+  }
   if (comm.size() > 1) {  // one group, one dtype: where auto would differ by CPU, rank 0's choice
     std::string chosen(common::dtype_name(dtype));
     BITFLEET_RETURN_IF_ERROR(comm.broadcast(chosen));
@@ -38,7 +49,8 @@ Result<std::unique_ptr<Session>> Session::open(const SessionOptions& options, co
                       << options.device << "; CPU " << isa.summary() << "; " << at::get_num_threads() << " threads";
   BITFLEET_ASSIGN_OR_RETURN(s->backbone_, Backbone::load(options.backbone_dir, s->device_, scalar_type(dtype)));
   BITFLEET_ASSIGN_OR_RETURN(s->tokenizer_, text::Tokenizer::load(options.backbone_dir));
-  s->model_ = std::make_unique<BitFitModel>(*s->backbone_, ModelOptions{.slots = options.slots, .max_labels = options.max_labels});
+  s->model_ = std::make_unique<BitFitModel>(
+      *s->backbone_, ModelOptions{.slots = options.slots, .max_labels = options.max_labels, .cpu_attention = attention});
   TrainerOptions trainer_options;
   trainer_options.max_rows_per_pass =
       options.rows_per_pass >= 0 ? options.rows_per_pass : TrainerOptions::default_rows_per_pass(cuda);

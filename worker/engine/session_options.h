@@ -15,6 +15,9 @@ struct SessionOptions {
   int64_t slots = 8;           // tasks trained at once
   int64_t max_labels = 64;     // the widest head a slot holds
   int64_t rows_per_pass = -1;  // -1: TrainerOptions::default_rows_per_pass
+  // bf16 attention on the CPU: auto | block | flash (cpu_attention.h). Only benchmarks set it, to
+  // run both kernels side by side; the programs always take auto.
+  std::string cpu_attention = "auto";
 };
 
 }  // namespace bitfleet::engine

@@ -1,0 +1,317 @@
+#include "worker/engine/block_attention.h"
+
+// GCC 12's AVX-512 intrinsics start their results from _mm512_undefined_*(), which it then warns
+// may be (or is) used uninitialised (GCC bug 105593): a false positive, silenced for this file only.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "common/precision.h"
+
+// Every function that uses AVX-512 carries this attribute (never a file-wide -mavx512f), and all but
+// the two entry points have internal linkage: no inline library code compiled for AVX-512 can be
+// merged into code that runs on other CPUs.
+#define BITFLEET_AVX512 __attribute__((target("avx512f,fma")))
+
+namespace bitfleet::engine {
+
+namespace {
+
+constexpr int kLanes = 16;  // floats in a 512-bit register
+
+int64_t padded(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
+
+// --- bf16 <-> fp32 -----------------------------------------------------------------------------
+
+// bf16 is the high half of an fp32: widening is exact.
+BITFLEET_AVX512 inline __m512 widen16(const uint16_t* src) {
+  const __m256i half = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(half), 16));
+}
+
+float widen1(uint16_t bits) {
+  const uint32_t word = static_cast<uint32_t>(bits) << 16;
+  float out;
+  std::memcpy(&out, &word, sizeof(out));
+  return out;
+}
+
+// Round to nearest even, NaN to the quiet NaN 0x7fc0: c10::BFloat16's rounding, bit for bit.
+BITFLEET_AVX512 inline void narrow16(__m512 x, uint16_t* dst) {
+  const __m512i bits = _mm512_castps_si512(x);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+  rounded = _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), _mm512_set1_epi32(0x7fc0));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_cvtepi32_epi16(rounded));
+}
+
+uint16_t narrow1(float x) {
+  if (std::isnan(x)) return 0x7fc0;
+  uint32_t word;
+  std::memcpy(&word, &x, sizeof(word));
+  return static_cast<uint16_t>((word + 0x7fff + ((word >> 16) & 1)) >> 16);
+}
+
+// rows × cols of bf16 (row stride `stride`) into fp32 rows of `ld` floats, zero past `cols`.
+BITFLEET_AVX512 void widen_rows(Bf16Rows src, int64_t rows, int64_t cols, float* dst, int64_t ld) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint16_t* in = src.data + r * src.row_stride;
+    float* out = dst + r * ld;
+    int64_t c = 0;
+    for (; c + kLanes <= cols; c += kLanes) _mm512_storeu_ps(out + c, widen16(in + c));
+    for (; c < cols; ++c) out[c] = widen1(in[c]);
+    for (; c < ld; ++c) out[c] = 0.0f;
+  }
+}
+
+// The transpose: dst[c][r] = src[r][c], columns of `ld` floats, zero past `rows`.
+void widen_transposed(Bf16Rows src, int64_t rows, int64_t cols, float* dst, int64_t ld, int64_t dst_rows) {
+  for (int64_t c = 0; c < dst_rows; ++c) {
+    float* out = dst + c * ld;
+    if (c >= cols) {
+      std::memset(out, 0, sizeof(float) * ld);
+      continue;
+    }
+    for (int64_t r = 0; r < rows; ++r) out[r] = widen1(src.data[r * src.row_stride + c]);
+    for (int64_t r = rows; r < ld; ++r) out[r] = 0.0f;
+  }
+}
+
+BITFLEET_AVX512 void narrow_rows(const float* src, int64_t ld, int64_t rows, int64_t cols, MutableBf16Rows dst) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* in = src + r * ld;
+    uint16_t* out = dst.data + r * dst.row_stride;
+    int64_t c = 0;
+    for (; c + kLanes <= cols; c += kLanes) narrow16(_mm512_loadu_ps(in + c), out + c);
+    for (; c < cols; ++c) out[c] = narrow1(in[c]);
+  }
+}
+
+// --- products ----------------------------------------------------------------------------------
+
+// out[R][16C] = A[R][K] · B[K][16C]: A's element (r, k) at a[r * ars + k * aks], broadcast; B's
+// rows `ldb` floats apart. R × C accumulators stay in registers over the whole K loop, and the sum
+// over k runs in order 0..K-1 for every element.
+template <int R, int C>
+BITFLEET_AVX512 void tile(int64_t K, const float* a, int64_t ars, int64_t aks, const float* b, int64_t ldb, float* out,
+                          int64_t ldo) {
+  __m512 acc[R][C];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    __m512 bv[C];
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) bv[c] = _mm512_loadu_ps(b + k * ldb + c * kLanes);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r * ars + k * aks]);
+#pragma GCC unroll 4
+      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_fmadd_ps(av, bv[c], acc[r][c]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int c = 0; c < C; ++c) _mm512_storeu_ps(out + r * ldo + c * kLanes, acc[r][c]);
+  }
+}
+
+template <int R>
+BITFLEET_AVX512 void tile_row(int C, int64_t K, const float* a, int64_t ars, int64_t aks, const float* b, int64_t ldb,
+                              float* out, int64_t ldo) {
+  switch (C) {
+    case 1: return tile<R, 1>(K, a, ars, aks, b, ldb, out, ldo);
+    case 2: return tile<R, 2>(K, a, ars, aks, b, ldb, out, ldo);
+    case 3: return tile<R, 3>(K, a, ars, aks, b, ldb, out, ldo);
+    default: return tile<R, 4>(K, a, ars, aks, b, ldb, out, ldo);
+  }
+}
+
+// out[M][N] = A[M][K] · B[K][N], N a multiple of 16. A panel of B (K × 64 floats) stays in L1
+// while every row of A passes over it.
+BITFLEET_AVX512 void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t ars, int64_t aks, const float* b,
+                          int64_t ldb, float* out, int64_t ldo) {
+  for (int64_t j = 0; j < N; j += 4 * kLanes) {
+    const int C = static_cast<int>(std::min<int64_t>(4, (N - j) / kLanes));
+    int64_t i = 0;
+    for (; i + 4 <= M; i += 4) tile_row<4>(C, K, a + i * ars, ars, aks, b + j, ldb, out + i * ldo + j, ldo);
+    for (; i < M; ++i) tile_row<1>(C, K, a + i * ars, ars, aks, b + j, ldb, out + i * ldo + j, ldo);
+  }
+}
+
+// --- softmax -----------------------------------------------------------------------------------
+
+// e^x for x ≤ 0 (Cephes' expf: range reduction by ln 2 in two parts, a degree-5 polynomial, the
+// exponent by scalef; ~1 ulp). Below -87.3, where e^x is no longer a normal float, and at -inf: 0;
+// NaN stays NaN (a diverged slot must still look non-finite to the trainer).
+BITFLEET_AVX512 inline __m512 exp_nonpositive(__m512 x) {
+  const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_NLT_UQ);
+  x = _mm512_max_ps(_mm512_set1_ps(-87.3f), x);  // max returns its second operand where one is NaN
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
+  return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(y, n));
+}
+
+// Forward: R rows of raw scores q·k (Tp floats each, `ld` apart) → P = softmax(raw·scale + bias),
+// in place, and each row's statistics: its max and 1 / Σ exp(s − max) (0 and 0 where every key is
+// masked: P = 0). R rows at a time, so that their chains of reductions overlap: one row alone is
+// bound by latency (three passes, two horizontal reductions, a division).
+template <int R>
+BITFLEET_AVX512 void softmax_rows(float* rows, int64_t ld, int64_t Tp, float scale, const float* bias, RowStats* stats) {
+  const __m512 sv = _mm512_set1_ps(scale);
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t j = 0; j < Tp; j += kLanes) {
+    const __m512 b = _mm512_loadu_ps(bias + j);
+    for (int r = 0; r < R; ++r) {
+      const __m512 x = _mm512_fmadd_ps(_mm512_loadu_ps(rows + r * ld + j), sv, b);
+      _mm512_storeu_ps(rows + r * ld + j, x);
+      acc[r] = _mm512_max_ps(acc[r], x);
+    }
+  }
+  __m512 shift[R];
+  for (int r = 0; r < R; ++r) {
+    stats[r].max = _mm512_reduce_max_ps(acc[r]);
+    // A row with every key masked: shifting by 0 keeps its exps at exp(-inf) = 0.
+    if (stats[r].max == -std::numeric_limits<float>::infinity()) stats[r].max = 0.0f;
+    shift[r] = _mm512_set1_ps(stats[r].max);
+    acc[r] = _mm512_setzero_ps();
+  }
+  for (int64_t j = 0; j < Tp; j += kLanes) {
+    for (int r = 0; r < R; ++r) {
+      const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(rows + r * ld + j), shift[r]));
+      _mm512_storeu_ps(rows + r * ld + j, e);
+      acc[r] = _mm512_add_ps(acc[r], e);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    const float sum = _mm512_reduce_add_ps(acc[r]);
+    stats[r].inv_sum = sum > 0.0f ? 1.0f / sum : 0.0f;
+    shift[r] = _mm512_set1_ps(stats[r].inv_sum);
+  }
+  for (int64_t j = 0; j < Tp; j += kLanes) {
+    for (int r = 0; r < R; ++r) {
+      _mm512_storeu_ps(rows + r * ld + j, _mm512_mul_ps(_mm512_loadu_ps(rows + r * ld + j), shift[r]));
+    }
+  }
+}
+
+// Backward, R rows: P from the raw scores and the forward's statistics by the forward's own
+// operations (the same bits), then dS = P ⊙ (dP − Σⱼ P·dP)·scale in place of dP.
+template <int R>
+BITFLEET_AVX512 void score_gradient_rows(float* p, float* dp, int64_t ld, int64_t Tp, float scale, const float* bias,
+                                         const RowStats* stats) {
+  const __m512 sv = _mm512_set1_ps(scale);
+  __m512 dot[R];
+  for (int r = 0; r < R; ++r) dot[r] = _mm512_setzero_ps();
+  for (int64_t j = 0; j < Tp; j += kLanes) {
+    const __m512 b = _mm512_loadu_ps(bias + j);
+    for (int r = 0; r < R; ++r) {
+      const __m512 x = _mm512_fmadd_ps(_mm512_loadu_ps(p + r * ld + j), sv, b);
+      const __m512 pj = _mm512_mul_ps(exp_nonpositive(_mm512_sub_ps(x, _mm512_set1_ps(stats[r].max))),
+                                      _mm512_set1_ps(stats[r].inv_sum));
+      _mm512_storeu_ps(p + r * ld + j, pj);
+      dot[r] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(dp + r * ld + j), dot[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) dot[r] = _mm512_set1_ps(_mm512_reduce_add_ps(dot[r]));
+  for (int64_t j = 0; j < Tp; j += kLanes) {
+    for (int r = 0; r < R; ++r) {
+      const __m512 g = _mm512_sub_ps(_mm512_loadu_ps(dp + r * ld + j), dot[r]);
+      _mm512_storeu_ps(dp + r * ld + j, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(p + r * ld + j), g), sv));
+    }
+  }
+}
+
+// The padded key bias: the caller's T entries, -inf past them.
+void pad_bias(const float* key_bias, int64_t T, int64_t Tp, float* out) {
+  std::memcpy(out, key_bias, sizeof(float) * T);
+  for (int64_t j = T; j < Tp; ++j) out[j] = -std::numeric_limits<float>::infinity();
+}
+
+}  // namespace
+
+bool block_attention_available() { return common::detect_cpu_isa().avx512f; }
+
+// Forward: q [T][Dp], kᵀ [Dp][Tp], v [T][Dp], s [T][Tp], out [T][Dp], bias [Tp].
+// Backward: q, k, dout, dq, dk, dv [T][Dp]; kᵀ, vᵀ [Dp][Tp]; P, dS [T][Tp]; bias [Tp].
+int64_t block_attention_workspace_floats(int64_t T, int64_t D) {
+  const int64_t Tp = padded(T), Dp = padded(D);
+  return 6 * T * Dp + 2 * Dp * Tp + 2 * T * Tp + Tp;
+}
+
+BITFLEET_AVX512 void block_attention_forward(int64_t T, int64_t D, float scale, Bf16Rows q, Bf16Rows k, Bf16Rows v,
+                                             const float* key_bias, MutableBf16Rows out, RowStats* stats,
+                                             float* workspace) {
+  const int64_t Tp = padded(T), Dp = padded(D);
+  float* qf = workspace;
+  float* kt = qf + T * Dp;
+  float* vf = kt + Dp * Tp;
+  float* s = vf + T * Dp;
+  float* o = s + T * Tp;
+  float* bias = o + T * Dp;
+  pad_bias(key_bias, T, Tp, bias);
+  widen_rows(q, T, D, qf, Dp);
+  widen_transposed(k, T, D, kt, Tp, Dp);
+  widen_rows(v, T, D, vf, Dp);
+  gemm(T, Tp, Dp, qf, Dp, 1, kt, Tp, s, Tp);  // q·kᵀ
+  int64_t i = 0;
+  for (; i + 4 <= T; i += 4) softmax_rows<4>(s + i * Tp, Tp, Tp, scale, bias, stats + i);
+  for (; i < T; ++i) softmax_rows<1>(s + i * Tp, Tp, Tp, scale, bias, stats + i);
+  gemm(T, Dp, T, s, Tp, 1, vf, Dp, o, Dp);  // P·v, over the T real keys
+  narrow_rows(o, Dp, T, D, out);
+}
+
+BITFLEET_AVX512 void block_attention_backward(int64_t T, int64_t D, float scale, Bf16Rows q, Bf16Rows k, Bf16Rows v,
+                                              Bf16Rows dout, const float* key_bias, const RowStats* stats,
+                                              MutableBf16Rows dq, MutableBf16Rows dk, MutableBf16Rows dv,
+                                              float* workspace) {
+  const int64_t Tp = padded(T), Dp = padded(D);
+  float* qf = workspace;
+  float* kf = qf + T * Dp;
+  float* dof = kf + T * Dp;
+  float* dqf = dof + T * Dp;
+  float* dkf = dqf + T * Dp;
+  float* dvf = dkf + T * Dp;
+  float* kt = dvf + T * Dp;
+  float* vt = kt + Dp * Tp;
+  float* p = vt + Dp * Tp;
+  float* ds = p + T * Tp;
+  float* bias = ds + T * Tp;
+  pad_bias(key_bias, T, Tp, bias);
+  widen_rows(q, T, D, qf, Dp);
+  widen_rows(k, T, D, kf, Dp);
+  widen_rows(dout, T, D, dof, Dp);
+  widen_transposed(k, T, D, kt, Tp, Dp);
+  widen_transposed(v, T, D, vt, Tp, Dp);
+  gemm(T, Tp, Dp, qf, Dp, 1, kt, Tp, p, Tp);     // q·kᵀ, as in the forward
+  gemm(T, Tp, Dp, dof, Dp, 1, vt, Tp, ds, Tp);   // dP = dout·vᵀ
+  int64_t i = 0;
+  for (; i + 4 <= T; i += 4) score_gradient_rows<4>(p + i * Tp, ds + i * Tp, Tp, Tp, scale, bias, stats + i);
+  for (; i < T; ++i) score_gradient_rows<1>(p + i * Tp, ds + i * Tp, Tp, Tp, scale, bias, stats + i);
+  gemm(T, Dp, T, p, 1, Tp, dof, Dp, dvf, Dp);   // dv = Pᵀ·dout
+  gemm(T, Dp, T, ds, Tp, 1, kf, Dp, dqf, Dp);   // dq = dS·k
+  gemm(T, Dp, T, ds, 1, Tp, qf, Dp, dkf, Dp);   // dk = dSᵀ·q
+  narrow_rows(dqf, Dp, T, D, dq);
+  narrow_rows(dkf, Dp, T, D, dk);
+  narrow_rows(dvf, Dp, T, D, dv);
+}
+
+}  // namespace bitfleet::engine

@@ -39,8 +39,9 @@ struct CpuIsa {
   // what was measured (docs/performance.md, "bf16 on the CPU"; 2 threads, torch 2.11):
   //   - AMX-BF16, any vendor: bf16 4.6–5.4× fp32, the step 2.2–2.4× (Intel Xeon, 2026-12-03);
   //   - AVX512-BF16 on AMD (Zen 4 and later; Zen 4 measured): bf16 2.4–4.0× fp32, the step
-  //     1.75–1.92× (AMD EPYC, family 25 model 17, 2026-12-04) — Zen 4's fp32 FMAs run 256 bits
-  //     wide and MKL's fp32 takes its AVX2 path there, while vdpbf16ps does twice the work;
+  //     1.75–1.92×, 2.4–2.5× with the block attention kernel (AMD EPYC, family 25 model 17,
+  //     2026-12-04) — Zen 4's fp32 FMAs run 256 bits wide and MKL's fp32 takes its AVX2 path
+  //     there, while vdpbf16ps does twice the work;
   //   - AVX512-BF16 on Intel without AMX: bf16 0.55–0.92× fp32, the step 0.69–0.75× (Intel Xeon,
   //     2026-12-03) — its two 512-bit FMA ports match vdpbf16ps's throughput, so bf16 loses.
   bool bf16_matmuls_faster() const;

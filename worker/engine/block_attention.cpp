@@ -240,6 +240,16 @@ BITFLEET_AVX512 void score_gradient_rows(float* p, float* dp, int64_t ld, int64_
   }
 }
 
+// Consecutive pieces of a workspace, in the order asked for.
+struct Carve {
+  float* next;
+  float* operator()(int64_t floats) {
+    float* piece = next;
+    next += floats;
+    return piece;
+  }
+};
+
 // The padded key bias: the caller's T entries, -inf past them.
 void pad_bias(const float* key_bias, int64_t T, int64_t Tp, float* out) {
   std::memcpy(out, key_bias, sizeof(float) * T);
@@ -250,8 +260,8 @@ void pad_bias(const float* key_bias, int64_t T, int64_t Tp, float* out) {
 
 bool block_attention_available() { return common::detect_cpu_isa().avx512f; }
 
-// Forward: q [T][Dp], kᵀ [Dp][Tp], v [T][Dp], s [T][Tp], out [T][Dp], bias [Tp].
-// Backward: q, k, dout, dq, dk, dv [T][Dp]; kᵀ, vᵀ [Dp][Tp]; P, dS [T][Tp]; bias [Tp].
+// The larger of the two kernels' workspaces: the backward's six [T][Dp], two [Dp][Tp], two [T][Tp]
+// and the bias (the forward takes three [T][Dp], one [Dp][Tp], one [T][Tp] and the bias).
 int64_t block_attention_workspace_floats(int64_t T, int64_t D) {
   const int64_t Tp = padded(T), Dp = padded(D);
   return 6 * T * Dp + 2 * Dp * Tp + 2 * T * Tp + Tp;
@@ -261,12 +271,9 @@ BITFLEET_AVX512 void block_attention_forward(int64_t T, int64_t D, float scale, 
                                              const float* key_bias, MutableBf16Rows out, RowStats* stats,
                                              float* workspace) {
   const int64_t Tp = padded(T), Dp = padded(D);
-  float* qf = workspace;
-  float* kt = qf + T * Dp;
-  float* vf = kt + Dp * Tp;
-  float* s = vf + T * Dp;
-  float* o = s + T * Tp;
-  float* bias = o + T * Dp;
+  Carve take{workspace};
+  float *qf = take(T * Dp), *kt = take(Dp * Tp), *vf = take(T * Dp), *s = take(T * Tp), *o = take(T * Dp);
+  float* bias = take(Tp);
   pad_bias(key_bias, T, Tp, bias);
   widen_rows(q, T, D, qf, Dp);
   widen_transposed(k, T, D, kt, Tp, Dp);
@@ -284,17 +291,10 @@ BITFLEET_AVX512 void block_attention_backward(int64_t T, int64_t D, float scale,
                                               MutableBf16Rows dq, MutableBf16Rows dk, MutableBf16Rows dv,
                                               float* workspace) {
   const int64_t Tp = padded(T), Dp = padded(D);
-  float* qf = workspace;
-  float* kf = qf + T * Dp;
-  float* dof = kf + T * Dp;
-  float* dqf = dof + T * Dp;
-  float* dkf = dqf + T * Dp;
-  float* dvf = dkf + T * Dp;
-  float* kt = dvf + T * Dp;
-  float* vt = kt + Dp * Tp;
-  float* p = vt + Dp * Tp;
-  float* ds = p + T * Tp;
-  float* bias = ds + T * Tp;
+  Carve take{workspace};
+  float *qf = take(T * Dp), *kf = take(T * Dp), *dof = take(T * Dp), *dqf = take(T * Dp), *dkf = take(T * Dp),
+        *dvf = take(T * Dp);
+  float *kt = take(Dp * Tp), *vt = take(Dp * Tp), *p = take(T * Tp), *ds = take(T * Tp), *bias = take(Tp);
   pad_bias(key_bias, T, Tp, bias);
   widen_rows(q, T, D, qf, Dp);
   widen_rows(k, T, D, kf, Dp);

@@ -91,7 +91,7 @@ Response Service::create_job(Request& r, const Caller& c) {
   if (!stored.is_ok()) return created_jobs_problem(stored.status(), r.path, c);
   if (!stored->replayed) metrics_.jobs_submitted(1);
   if (stored->jobs.empty()) return problem(409, "", "the job created under this Idempotency-Key is gone", "Idempotency-Key", r.path);
-  return json_response(201, job_json(stored->jobs[0]));
+  return json_response(201, job_view(stored->jobs[0]));
 }
 
 Response Service::create_jobs_batch(Request& r, const Caller& c) {

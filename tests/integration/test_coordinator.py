@@ -3,6 +3,7 @@
 - bad requests (malformed JSON, wrong types, out-of-range values, unknown fields, huge bodies, bad
   ids, bad cursors, bad uploads, ...) each get the right 4xx and a problem+json naming the fault;
 - auth: 401 without a token, another tenant's job is 404, the worker token cannot reach /v1;
+- a queued job that no live group can run says why (waiting_reason) from its creation on;
 - idempotency, pagination, cancel, the whole worker-side life of a job, leases that expire and
   requeue with the next attempt while late reports are refused (409);
 - /metrics passes `promtool check metrics`; SIGTERM stops the server cleanly.
@@ -189,6 +190,19 @@ class CoordinatorTest(coordlib.TenantsTestCase, coordlib.ProblemAssertions, unit
         jobs = r.json()["data"]
         self.assertEqual([j["hyperparameters"]["seed"] for j in jobs], list(range(5)))
         self.assertTrue(all(j["status"] == "queued" for j in jobs))
+
+    def test_a_job_no_live_group_can_run_says_why_from_its_creation(self):
+        request = dict(coordlib.job_request(self.file), backbone="served-by-nobody")
+        created = self.a.create_job(request)
+        self.assertEqual(created.status_code, 201, created.text)
+        why = 'no live worker group serves backbone "served-by-nobody"'
+        self.assertEqual(created.json()["waiting_reason"], why)
+        [batched] = self.a.call("POST", "/v1/jobs/batch", json={"jobs": [request]}).json()["data"]
+        self.assertEqual(batched["waiting_reason"], why)
+        for job in (created.json(), batched):
+            self.assertEqual(self.a.call("GET", f"/v1/jobs/{job['id']}").json()["waiting_reason"], why)
+        cancelled = self.a.call("POST", f"/v1/jobs/{batched['id']}/cancel").json()
+        self.assertEqual((cancelled["status"], cancelled["waiting_reason"]), ("cancelled", None))
 
     def test_list_paginates_with_cursor_and_filters_by_status(self):
         fid = self.b.upload(coordlib.write_sentiment(os.path.join(self.dir, "b.tsv"))).json()["id"]

@@ -112,8 +112,10 @@ JsonFields::JsonFields(const nlohmann::json& object, std::string path)
 }
 
 std::string JsonFields::path_of(std::string_view key) const {
-  if (path_.empty()) return std::string(key);
-  return path_ + "." + std::string(key);
+  // An empty key is a key too (JSON allows it): name it "" so that a refusal always names a field.
+  const std::string name = key.empty() ? "\"\"" : std::string(key);
+  if (path_.empty()) return name;
+  return path_ + "." + name;
 }
 
 bool JsonFields::has(std::string_view key) const {

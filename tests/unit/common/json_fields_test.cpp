@@ -14,6 +14,21 @@ TEST(JsonFieldsTest, FirstErrorWinsAndLaterGettersReturnDefaults) {
   EXPECT_EQ(s.field(), "outer.a");
 }
 
+// An empty key is refused as unknown like any other, and the refusal still names a field: "".
+TEST(JsonFieldsTest, AnEmptyUnknownKeyIsNamed) {
+  auto top = nlohmann::json::parse(R"({"a": 1, "": 50})");
+  JsonFields f(top, "");
+  EXPECT_EQ(f.integer("a", 0, 10, 0), 1);
+  Status s = f.finish();
+  ASSERT_FALSE(s.is_ok());
+  EXPECT_EQ(s.field(), "\"\"");
+  EXPECT_EQ(s.message().rfind("\"\": unknown field", 0), 0u) << s.message();
+
+  auto nested = nlohmann::json::parse(R"({"": 50})");
+  JsonFields g(nested, "hyperparameters");
+  EXPECT_EQ(g.finish().field(), "hyperparameters.\"\"");
+}
+
 TEST(JsonFieldsTest, NullCountsAsAbsent) {
   auto j = nlohmann::json::parse(R"({"a": null})");
   JsonFields f(j, "");

@@ -146,6 +146,10 @@ Status GroupRunner::setup() {
   BITFLEET_ASSIGN_OR_RETURN(metrics_, WorkerMetrics::create(options_.metrics_port, comm_.rank(),
                                                             options_.backbone_name, options_.session.device,
                                                             std::string(common::dtype_name(session_->dtype()))));
+  // Every rank is ready — its backbone loaded, its /metrics listening — before rank 0 registers the
+  // group: a registered group's ranks can all be scraped (the Slurm script's targets name them all).
+  std::string ready = "ready";
+  BITFLEET_RETURN_IF_ERROR(comm_.broadcast(ready));
   if (leader_) {
     backbone_sha256_ = net::weights_sha256(options_.session.backbone_dir);
     agent::AgentOptions a;

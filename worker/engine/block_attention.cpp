@@ -1,61 +1,28 @@
 #include "worker/engine/block_attention.h"
 
-// GCC 12's AVX-512 intrinsics start their results from _mm512_undefined_*(), which it then warns
-// may be (or is) used uninitialised (GCC bug 105593): a false positive, silenced for this file only.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 
 #include "common/precision.h"
+#include "worker/engine/avx512_math.h"
 
-// Every function that uses AVX-512 carries this attribute (never a file-wide -mavx512f), and all but
-// the two entry points have internal linkage: no inline library code compiled for AVX-512 can be
-// merged into code that runs on other CPUs.
-#define BITFLEET_AVX512 __attribute__((target("avx512f,fma")))
+// Every function that uses AVX-512 carries BITFLEET_AVX512 (never a file-wide -mavx512f), and all
+// but the two entry points have internal linkage: no inline library code compiled for AVX-512 can
+// be merged into code that runs on other CPUs.
 
 namespace bitfleet::engine {
 
 namespace {
 
-constexpr int kLanes = 16;  // floats in a 512-bit register
+using avx512::kLanes;
+using avx512::narrow1;
+using avx512::narrow16;
+using avx512::widen1;
+using avx512::widen16;
 
 int64_t padded(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
-
-// --- bf16 <-> fp32 -----------------------------------------------------------------------------
-
-// bf16 is the high half of an fp32: widening is exact.
-BITFLEET_AVX512 inline __m512 widen16(const uint16_t* src) {
-  const __m256i half = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(half), 16));
-}
-
-float widen1(uint16_t bits) {
-  const uint32_t word = static_cast<uint32_t>(bits) << 16;
-  float out;
-  std::memcpy(&out, &word, sizeof(out));
-  return out;
-}
-
-// Round to nearest even, NaN to the quiet NaN 0x7fc0: c10::BFloat16's rounding, bit for bit.
-BITFLEET_AVX512 inline void narrow16(__m512 x, uint16_t* dst) {
-  const __m512i bits = _mm512_castps_si512(x);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-  __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
-  rounded = _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), _mm512_set1_epi32(0x7fc0));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_cvtepi32_epi16(rounded));
-}
-
-uint16_t narrow1(float x) {
-  if (std::isnan(x)) return 0x7fc0;
-  uint32_t word;
-  std::memcpy(&word, &x, sizeof(word));
-  return static_cast<uint16_t>((word + 0x7fff + ((word >> 16) & 1)) >> 16);
-}
 
 // rows × cols of bf16 (row stride `stride`) into fp32 rows of `ld` floats, zero past `cols`.
 BITFLEET_AVX512 void widen_rows(Bf16Rows src, int64_t rows, int64_t cols, float* dst, int64_t ld) {
@@ -149,25 +116,7 @@ BITFLEET_AVX512 void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64
 
 // --- softmax -----------------------------------------------------------------------------------
 
-// e^x for x ≤ 0 (Cephes' expf: range reduction by ln 2 in two parts, a degree-5 polynomial, the
-// exponent by scalef; ~1 ulp). Below -87.3, where e^x is no longer a normal float, and at -inf: 0;
-// NaN stays NaN (a diverged slot must still look non-finite to the trainer).
-BITFLEET_AVX512 inline __m512 exp_nonpositive(__m512 x) {
-  const __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_NLT_UQ);
-  x = _mm512_max_ps(_mm512_set1_ps(-87.3f), x);  // max returns its second operand where one is NaN
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(_mm512_mul_ps(p, r), r, r), _mm512_set1_ps(1.0f));
-  return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(y, n));
-}
+using avx512::exp_nonpositive;
 
 // Forward: R rows of raw scores q·k (Tp floats each, `ld` apart) → P = softmax(raw·scale + bias),
 // in place, and each row's statistics: its max and 1 / Σ exp(s − max) (0 and 0 where every key is

@@ -73,11 +73,14 @@ void assign_weights(Backbone& b, std::map<std::string, at::Tensor>& loaded, int 
   for (int l = 0; l < layers; ++l) {
     const std::string p = "encoder.layer." + std::to_string(l) + ".";
     EncoderLayerWeights w;
-    w.query_w = loaded[p + "attention.self.query.weight"];
+    w.qkv_w = at::cat({loaded[p + "attention.self.query.weight"], loaded[p + "attention.self.key.weight"],
+                       loaded[p + "attention.self.value.weight"]});
+    const int64_t hidden = w.qkv_w.size(1);
+    w.query_w = w.qkv_w.narrow(0, 0, hidden);
+    w.key_w = w.qkv_w.narrow(0, hidden, hidden);
+    w.value_w = w.qkv_w.narrow(0, 2 * hidden, hidden);
     w.query_b = loaded[p + "attention.self.query.bias"];
-    w.key_w = loaded[p + "attention.self.key.weight"];
     w.key_b = loaded[p + "attention.self.key.bias"];
-    w.value_w = loaded[p + "attention.self.value.weight"];
     w.value_b = loaded[p + "attention.self.value.bias"];
     w.attn_out_w = loaded[p + "attention.output.dense.weight"];
     w.attn_out_b = loaded[p + "attention.output.dense.bias"];

@@ -25,6 +25,9 @@
 namespace bitfleet::engine {
 
 struct EncoderLayerWeights {
+  // The query, key and value weights stacked, [3 * hidden, hidden]; query_w, key_w and value_w are
+  // views of its three row blocks (no second copy). The bf16 CPU step projects with it in one GEMM.
+  at::Tensor qkv_w;
   at::Tensor query_w, query_b, key_w, key_b, value_w, value_b;
   at::Tensor attn_out_w, attn_out_b, attn_ln_w, attn_ln_b;
   at::Tensor inter_w, inter_b, out_w, out_b, out_ln_w, out_ln_b;

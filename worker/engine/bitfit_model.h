@@ -109,8 +109,11 @@ class BitFitModel {
   at::Tensor add_table_rows(at::Tensor x, const at::Tensor& table, const RowSlots& slots) const;
   at::Tensor linear(const at::Tensor& x, const at::Tensor& w, common::BiasKind kind, int layer,
                     const at::Tensor& shared_bias, const RowSlots& slots) const;
-  at::Tensor layer_norm(const at::Tensor& x, const at::Tensor& gamma, common::BiasKind kind,
-                        int layer, const at::Tensor& shared_beta, const RowSlots& slots) const;
+  // A layer's q, k and v.
+  std::vector<at::Tensor> project_qkv(const at::Tensor& x, int layer, const RowSlots& slots) const;
+  // LayerNorm(a + x) with the slot's β; a may be undefined (LayerNorm(x)).
+  at::Tensor add_layer_norm(const at::Tensor& a, const at::Tensor& x, const at::Tensor& gamma, common::BiasKind kind,
+                            int layer, const at::Tensor& shared_beta, const RowSlots& slots) const;
   at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                        const Batch& batch) const;
   at::Tensor head_logits(const BatchSegment& segment, const at::Tensor& hidden,
@@ -126,7 +129,7 @@ class BitFitModel {
   SlotLayout layout_;
   at::ScalarType compute_dtype_;
   bool onehot_bias_;  // the GPU path (see the top of this file)
-  bool cpu_bf16_;     // bf16 on the CPU: cpu_attention.h, one-segment passes broadcast (constructor)
+  bool cpu_bf16_;     // bf16 on the CPU: its own kernels, one-segment passes broadcast (constructor)
   at::Tensor params_, grads_;
   // tables_[kind][layer] (layer 0 for once-per-model kinds): a leaf [S, width] or undefined.
   std::vector<std::vector<at::Tensor>> tables_;

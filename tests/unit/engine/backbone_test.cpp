@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <utility>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -44,6 +46,33 @@ TEST(BackboneTest, BfloatWeightsKeepExactPretrainedBiases) {
   EXPECT_EQ((*bf16)->layers[0].query_w.scalar_type(), at::kBFloat16);
   EXPECT_TRUE(at::equal((*bf16)->pretrained_bias(common::BiasKind::kQuery, 1),
                         (*fp32)->pretrained_bias(common::BiasKind::kQuery, 1)));
+}
+
+// The bf16 CPU step projects q, k and v with one GEMM on the stacked weight: its three row blocks are
+// the checkpoint's tensors, and query_w, key_w and value_w are views of them, not copies.
+TEST(BackboneTest, QueryKeyAndValueWeightsAreViewsOfTheStackedWeight) {
+  TempDir dir;
+  ASSERT_NE(testing::random_backbone(dir), nullptr);
+  auto loaded = Backbone::load(dir.sub("bert"), c10::kCPU, at::kFloat);
+  ASSERT_TRUE(loaded.is_ok());
+  auto file = safetensors::File::open(dir.sub("bert/model.safetensors"));
+  ASSERT_TRUE(file.is_ok());
+  auto in_file = [&](const std::string& name) {
+    for (const auto& t : file->tensors()) {
+      if (t.name == name) return at::from_blob(const_cast<std::byte*>(t.data.data()), t.shape, at::kFloat).clone();
+    }
+    ADD_FAILURE() << "no tensor " << name;
+    return at::Tensor();
+  };
+  const EncoderLayerWeights& layer = (*loaded)->layers[1];
+  const int64_t hidden = (*loaded)->config().hidden;
+  ASSERT_EQ(layer.qkv_w.sizes(), (std::vector<int64_t>{3 * hidden, hidden}));
+  int block = 0;
+  for (auto [name, view] : {std::pair{"query", &layer.query_w}, std::pair{"key", &layer.key_w},
+                            std::pair{"value", &layer.value_w}}) {
+    EXPECT_TRUE(at::equal(*view, in_file(std::string("encoder.layer.1.attention.self.") + name + ".weight"))) << name;
+    EXPECT_EQ(view->const_data_ptr<float>(), layer.qkv_w.const_data_ptr<float>() + block++ * hidden * hidden) << name;
+  }
 }
 
 struct RefusedConfig {

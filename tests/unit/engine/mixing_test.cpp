@@ -144,7 +144,7 @@ TEST_P(MixingTest, FrozenWeightsNeverRequireOrReceiveGradients) {
   std::vector<at::Tensor> frozen = {backbone_->word_embeddings, backbone_->position_embeddings,
                                     backbone_->token_type_embeddings, backbone_->embeddings_ln_w};
   for (const auto& l : backbone_->layers) {
-    for (const at::Tensor* t : {&l.query_w, &l.key_w, &l.value_w, &l.attn_out_w, &l.attn_ln_w, &l.inter_w,
+    for (const at::Tensor* t : {&l.qkv_w, &l.query_w, &l.key_w, &l.value_w, &l.attn_out_w, &l.attn_ln_w, &l.inter_w,
                                 &l.out_w, &l.out_ln_w, &l.query_b, &l.out_ln_b}) {
       frozen.push_back(*t);
     }

@@ -1,5 +1,6 @@
 #include "worker/engine/bitfit_model.h"
 
+#include <algorithm>
 #include <mutex>
 #include <optional>
 #include <utility>
@@ -8,6 +9,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <c10/util/Exception.h>
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include "worker/engine/cpu_gelu.h"
@@ -52,6 +54,44 @@ void install_warning_filter() {
   std::call_once(once, [] { c10::WarningUtils::set_warning_handler(&filter); });
 }
 
+// One slot's bias vectors in the compute dtype, for a pass of one segment (bf16 on the CPU): `row`
+// is the slot's bias region of params() (the bias segments lead the row), cast once; each output
+// is one segment of it. Backward writes the defined gradients into one fp32 region gradient, which
+// the row's leaf accumulates in one add. Per bias vector, that replaces a select, a cast, and in
+// backward a cast, a SelectBackward that zero-fills a whole [S, width] table and an accumulation
+// of it — about 250 small ops of a MiniLM pass (docs/performance.md). The values are the same: a
+// bias vector's gradient is cast to fp32 exactly, and added where the table's leaf added it.
+class SlotBiases : public torch::autograd::Function<SlotBiases> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& row,
+                                                const std::vector<int64_t>& offsets,
+                                                const std::vector<int64_t>& widths, at::ScalarType dtype) {
+    const at::Tensor cast = row.to(dtype);
+    torch::autograd::variable_list out;
+    out.reserve(offsets.size());
+    for (size_t i = 0; i < offsets.size(); ++i) out.push_back(cast.narrow(0, offsets[i], widths[i]));
+    ctx->saved_data["offsets"] = offsets;
+    ctx->saved_data["widths"] = widths;
+    ctx->saved_data["size"] = row.size(0);
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto offsets = ctx->saved_data["offsets"].toIntVector();
+    const auto widths = ctx->saved_data["widths"].toIntVector();
+    at::Tensor region = at::zeros({ctx->saved_data["size"].toInt()}, at::kFloat);
+    float* dst = region.mutable_data_ptr<float>();
+    for (size_t i = 0; i < grads.size(); ++i) {
+      if (!grads[i].defined()) continue;  // a bias this pass did not use
+      const at::Tensor g = grads[i].to(at::kFloat).contiguous();
+      const float* src = g.const_data_ptr<float>();
+      for (int64_t j = 0; j < widths[i]; ++j) dst[offsets[i] + j] = src[j];
+    }
+    return {region, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
 
 BitFitModel::BitFitModel(const Backbone& backbone, ModelOptions options)
@@ -85,6 +125,19 @@ BitFitModel::BitFitModel(const Backbone& backbone, ModelOptions options)
     if (!seg.bias_kind) continue;
     tables_[static_cast<int>(*seg.bias_kind)][table_layer(*seg.bias_kind, seg.layer)] =
         leaf(seg.offset, {S, seg.numel()}, {row, 1});
+  }
+  if (cpu_bf16_) {  // each slot's bias region, for SlotBiases
+    table_outputs_.assign(common::kNumBiasKinds, std::vector<int>(config.layers, -1));
+    int64_t end = 0;
+    for (const auto& seg : layout_.segments()) {
+      if (!seg.bias_kind) continue;
+      table_outputs_[static_cast<int>(*seg.bias_kind)][table_layer(*seg.bias_kind, seg.layer)] =
+          static_cast<int>(bias_offsets_.size());
+      bias_offsets_.push_back(seg.offset);
+      bias_widths_.push_back(seg.numel());
+      end = std::max(end, seg.offset + seg.numel());
+    }
+    for (int64_t s = 0; s < S && end > 0; ++s) slot_biases_.push_back(leaf(s * row, {end}, {1}));
   }
   heads_.assign(S, std::vector<at::Tensor>(4));
   for (int64_t s = 0; s < S; ++s) {
@@ -179,6 +232,9 @@ BitFitModel::RowSlots BitFitModel::row_slots(const Batch& batch) const {
   // embedding backward's order in every pass, alone or packed (tests/unit/engine/mixing_test.cpp).
   if (cpu_bf16_ && batch.segments.size() == 1) {
     r.single = batch.segments[0].slot;
+    if (!slot_biases_.empty()) {
+      r.single_biases = SlotBiases::apply(slot_biases_[r.single], bias_offsets_, bias_widths_, compute_dtype_);
+    }
   }
   if (onehot_bias_) {
     r.onehot = at::zeros({index.size(0), options_.slots}, index.options().dtype(compute_dtype_))
@@ -188,30 +244,36 @@ BitFitModel::RowSlots BitFitModel::row_slots(const Batch& batch) const {
 }
 
 BitFitModel::RowSlots BitFitModel::RowSlots::select(const at::Tensor& which) const {
-  return {index.index_select(0, which), onehot.defined() ? onehot.index_select(0, which) : at::Tensor(), single};
+  return {index.index_select(0, which), onehot.defined() ? onehot.index_select(0, which) : at::Tensor(), single,
+          single_biases};
 }
 
 BitFitModel::RowSlots BitFitModel::RowSlots::narrow(int64_t begin, int64_t n) const {
-  return {index.narrow(0, begin, n), onehot.defined() ? onehot.narrow(0, begin, n) : at::Tensor(), single};
+  return {index.narrow(0, begin, n), onehot.defined() ? onehot.narrow(0, begin, n) : at::Tensor(), single,
+          single_biases};
 }
 
 const at::Tensor& BitFitModel::table(BiasKind kind, int layer) const {
   return tables_[static_cast<int>(kind)][table_layer(kind, layer)];
 }
 
-// The CPU path's bias, in the compute dtype: the pass's one slot row [width] (cast before it is
-// broadcast: in bf16 its gradient, the sum over rows, is then rounded once, as autocast's is), or
-// per row an embedding lookup (fast on the strided table view, and its backward adds each row's
-// gradient into its slot's row in row order).
-at::Tensor BitFitModel::gathered(const at::Tensor& t, const RowSlots& slots) const {
+// The CPU path's bias of a table, in the compute dtype: the pass's one slot row [width] (SlotBiases;
+// cast before it is broadcast: in bf16 its gradient, the sum over rows, is then rounded once, as
+// autocast's is), or per row an embedding lookup (fast on the strided table view, and its backward
+// adds each row's gradient into its slot's row in row order).
+at::Tensor BitFitModel::gathered(BiasKind kind, int layer, const RowSlots& slots) const {
+  if (!slots.single_biases.empty()) {
+    return slots.single_biases[table_outputs_[static_cast<int>(kind)][table_layer(kind, layer)]];
+  }
+  const at::Tensor& t = table(kind, layer);
   at::Tensor rows = slots.single >= 0 ? t.select(0, slots.single) : at::embedding(t, slots.index);
   return rows.scalar_type() == compute_dtype_ ? rows : rows.to(compute_dtype_);
 }
 
 // GPU: a rank-S GEMM; CPU: the gathered rows.
-at::Tensor BitFitModel::add_table_rows(at::Tensor x, const at::Tensor& t, const RowSlots& slots) const {
-  if (onehot_bias_) return x.addmm_(slots.onehot, t.to(compute_dtype_));
-  return x.add_(gathered(t, slots));
+at::Tensor BitFitModel::add_table_rows(at::Tensor x, BiasKind kind, int layer, const RowSlots& slots) const {
+  if (onehot_bias_) return x.addmm_(slots.onehot, table(kind, layer).to(compute_dtype_));
+  return x.add_(gathered(kind, layer, slots));
 }
 
 // y = x · Wᵀ + B[slot of row]. On the CPU the gathered bias is the GEMM's accumulator (addmm,
@@ -220,8 +282,8 @@ at::Tensor BitFitModel::linear(const at::Tensor& x, const at::Tensor& w, BiasKin
                                const at::Tensor& shared_bias, const RowSlots& slots) const {
   const at::Tensor& t = table(kind, layer);
   if (!t.defined()) return at::linear(x, w, shared_bias);
-  if (onehot_bias_) return add_table_rows(at::mm(x, w.t()), t, slots);
-  return at::addmm(gathered(t, slots), x, w.t());
+  if (onehot_bias_) return add_table_rows(at::mm(x, w.t()), kind, layer, slots);
+  return at::addmm(gathered(kind, layer, slots), x, w.t());
 }
 
 // bf16 on the CPU: one GEMM on the stacked weight, its bias the query, key and value biases side by
@@ -241,7 +303,7 @@ std::vector<at::Tensor> BitFitModel::project_qkv(const at::Tensor& x, int layer,
   for (auto [kind, shared] : {std::pair{BiasKind::kQuery, &L.query_b}, std::pair{BiasKind::kKey, &L.key_b},
                               std::pair{BiasKind::kValue, &L.value_b}}) {
     const at::Tensor& t = table(kind, layer);
-    biases.push_back(t.defined() ? gathered(t, slots) : *shared);
+    biases.push_back(t.defined() ? gathered(kind, layer, slots) : *shared);
     per_row = per_row || biases.back().dim() == 2;
   }
   if (per_row) {  // a pass of several segments: each row its slot's bias
@@ -258,12 +320,12 @@ at::Tensor BitFitModel::add_layer_norm(const at::Tensor& a, const at::Tensor& x,
   const at::Tensor& t = table(kind, layer);
   // bf16 on the CPU with one β row for the pass: the residual add, LayerNorm and β in one kernel.
   if (cpu_bf16_ && (!t.defined() || slots.single >= 0) && layer_norm_kernel_available(x.size(-1))) {
-    return cpu_bf16_add_layer_norm(a, x, gamma, t.defined() ? gathered(t, slots) : shared_beta, eps);
+    return cpu_bf16_add_layer_norm(a, x, gamma, t.defined() ? gathered(kind, layer, slots) : shared_beta, eps);
   }
   const at::Tensor sum = a.defined() ? a + x : x;
   if (!t.defined()) return at::layer_norm(sum, {x.size(-1)}, gamma, shared_beta, eps);
   // In place: layer norm's backward needs its input and statistics, not its output.
-  return add_table_rows(at::layer_norm(sum, {x.size(-1)}, gamma, {}, eps), t, slots);
+  return add_table_rows(at::layer_norm(sum, {x.size(-1)}, gamma, {}, eps), kind, layer, slots);
 }
 
 // Self-attention: each example attends within its own segment's padding. On the CPU one call per

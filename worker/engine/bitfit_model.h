@@ -99,14 +99,15 @@ class BitFitModel {
     at::Tensor index;   // [rows] int64
     at::Tensor onehot;  // [rows, S] in the compute dtype; defined on the GPU path only
     int single = -1;    // CPU bf16: the one slot every segment row of the pass belongs to; else -1
+    std::vector<at::Tensor> single_biases;  // with `single`: its bias vectors (SlotBiases in the .cpp)
     RowSlots select(const at::Tensor& which) const;  // the rows `which`
     RowSlots narrow(int64_t begin, int64_t n) const;
   };
   RowSlots row_slots(const Batch& batch) const;
   const at::Tensor& table(common::BiasKind kind, int layer) const;
-  at::Tensor gathered(const at::Tensor& table, const RowSlots& slots) const;
+  at::Tensor gathered(common::BiasKind kind, int layer, const RowSlots& slots) const;
   // x += B[slot of row], in place; x is a fresh intermediate autograd does not save.
-  at::Tensor add_table_rows(at::Tensor x, const at::Tensor& table, const RowSlots& slots) const;
+  at::Tensor add_table_rows(at::Tensor x, common::BiasKind kind, int layer, const RowSlots& slots) const;
   at::Tensor linear(const at::Tensor& x, const at::Tensor& w, common::BiasKind kind, int layer,
                     const at::Tensor& shared_bias, const RowSlots& slots) const;
   // A layer's q, k and v.
@@ -133,6 +134,12 @@ class BitFitModel {
   at::Tensor params_, grads_;
   // tables_[kind][layer] (layer 0 for once-per-model kinds): a leaf [S, width] or undefined.
   std::vector<std::vector<at::Tensor>> tables_;
+  // bf16 on the CPU: slot_biases_[slot], a leaf over the slot's bias region [0, end of the last
+  // bias segment) of params(); table_outputs_[kind][layer], that table's place in bias_offsets_
+  // and bias_widths_ (the segments' offsets and widths in the region) and in RowSlots::single_biases.
+  std::vector<at::Tensor> slot_biases_;
+  std::vector<std::vector<int>> table_outputs_;
+  std::vector<int64_t> bias_offsets_, bias_widths_;
   // heads_[slot][part]: leaves over the slot's head segments (undefined where unused).
   std::vector<std::vector<at::Tensor>> heads_;
 };

@@ -2,6 +2,7 @@
 // one batch give each example the logits, and each slot the gradients, of four separate passes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 
 #include <ATen/ATen.h>
@@ -152,6 +153,54 @@ TEST_P(MixingTest, FrozenWeightsNeverRequireOrReceiveGradients) {
   for (const auto& t : frozen) {
     EXPECT_FALSE(t.requires_grad());
     EXPECT_FALSE(t.grad().defined());
+  }
+}
+
+// bf16 on the CPU, a pass of one segment: each bias vector of the slot comes out of one cast of the
+// slot's bias region (SlotBiases in bitfit_model.cpp) and its gradient goes back to its own offset.
+// Each pass alone leaves every other slot's row at zero, and every bias vector's gradient and the
+// logits follow the fp32 model's on the same weights within bf16's rounding; a vector's gradient in
+// the wrong place, or in the wrong slot, would be off by its whole size.
+TEST_P(MixingTest, Bf16OneSegmentPassGivesItsSlotTheFp32Gradients) {
+  const std::string dir = dir_.sub(GetParam() == Architecture::kBert ? "bert" : "roberta");
+  auto bf16_backbone = Backbone::load(dir, c10::kCPU, at::kBFloat16);
+  ASSERT_TRUE(bf16_backbone.is_ok()) << bf16_backbone.status().to_string();
+  BitFitModel bf16(**bf16_backbone, ModelOptions{.slots = 4, .max_labels = 8});
+  for (const auto& t : tasks_) bf16.reset_slot(t.slot, t.task, t.outputs, 100 + t.slot);
+  BatchBuilder builder(backbone_->config(), c10::kCPU, static_cast<int32_t>(backbone_->config().pad_token_id));
+  for (const auto& task : tasks_) {
+    const std::vector<at::Tensor> want_logits = step({&task});
+    const at::Tensor want = model_->grads()[task.slot];
+    bf16.grads().zero_();
+    const Batch batch = builder.build({segment(task)});
+    ForwardOutput out = bf16.forward(batch);
+    bf16.backward(out);
+    const at::Tensor logits = out.logits[0].detach().to(at::kFloat);
+    const float logit_scale = want_logits[0].abs().max().item<float>();
+    EXPECT_LE((logits - want_logits[0]).abs().max().item<float>(), 0.05f * logit_scale) << "slot " << task.slot;
+    for (int other = 0; other < 4; ++other) {
+      if (other != task.slot) {
+        EXPECT_EQ(bf16.grads()[other].abs().sum().item<float>(), 0.0f) << "slot " << other;
+      }
+    }
+    const at::Tensor got = bf16.grads()[task.slot];
+    const float slot_scale = want.abs().max().item<float>();
+    int checked = 0;
+    for (const auto& seg : bf16.layout().segments()) {
+      if (!seg.bias_kind) continue;
+      const at::Tensor w = want.narrow(0, seg.offset, seg.numel()), g = got.narrow(0, seg.offset, seg.numel());
+      const float scale = w.abs().max().item<float>();
+      if (scale == 0.0f) {  // unused by this task (the pooler of a token task)
+        EXPECT_EQ(g.abs().max().item<float>(), 0.0f) << bf16.layout().hf_name(seg, task.task);
+        continue;
+      }
+      // The key bias's gradient is zero in exact arithmetic (softmax ignores a shift of a query's
+      // scores): both are rounding noise, bounded against the slot's largest gradient instead.
+      EXPECT_LE((g - w).abs().max().item<float>(), 0.1f * std::max(scale, 1e-4f * slot_scale))
+          << bf16.layout().hf_name(seg, task.task);
+      ++checked;
+    }
+    EXPECT_GT(checked, 10) << "slot " << task.slot;
   }
 }
 

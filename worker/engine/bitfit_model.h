@@ -16,7 +16,8 @@
 // table (an embedding lookup) and become the GEMM's accumulator. In bf16, where a pass holds one
 // segment (training's default, trainer.h), its slot's row is broadcast instead: the same forward
 // bits with no rows × width gather, bf16 cast or scatter (8% of a bf16 step, measured), and a bias
-// gradient summed over rows in bf16 and rounded once, as under autocast.
+// gradient summed over rows in bf16 and rounded once, as under autocast. All of the slot's bias
+// vectors then come from one cast of its bias region, one autograd node each way (SlotBiases).
 //
 // On a GPU that gather would move more bytes than the GEMM does arithmetic (rows × width fp32,
 // written, converted, read, and scattered back in backward), so the bias is added in place by a

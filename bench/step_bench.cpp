@@ -4,22 +4,24 @@
 //   bitfleet-bench-step --backbone DIR [--slots 1,4,16] [--batch 16] [--seq 128] [--steps 5]
 //                       [--warmup 2] [--threads N] [--device cpu|cuda] [--dtype auto|fp32|bf16]
 //                       [--rows-per-pass N] [--comm local|nccl] [--profile-slots S] [--json]
-//                       [--cpu-attention auto|block|flash]
+//                       [--cpu-attention auto|block|flash] [--head-rows on|off]
 //
 // A step is the trainer's whole step (forward, input-gradient backward, the all-reduce of the flat
 // gradient buffer, per-slot AdamW) on fixed-length synthetic examples, `batch` per slot. With
 // --comm nccl (the default on a GPU of an NCCL build) the all-reduce is a real single-rank
 // ncclAllReduce on the communicator's own stream, so its cost per step is measured too. FLOPs
-// count the matmuls a BitFit step must do — forward plus input gradients, no weight gradients:
+// count the matmuls the step does — forward plus input gradients, no weight gradients:
 //   per layer: 2·tokens·(4H² + 2HI) forward and again backward, attention 4·n·T²·H forward and
-//   8·n·T²·H backward.
+//   8·n·T²·H backward; in the last layer (with its head rows only, the default) keys and values
+//   for every token, and the rest for each example's first token alone (n rows, T = 1 query).
 // Both peaks are measured (fp32 and bf16 matmuls), and the share of each reported. The output names
 // the dtype and the CPU's ISA (common/precision.h).
 // --profile-slots S profiles one more step at S slots with LibTorch's Kineto profiler and reports
 // where it went: GPU busy time and the top kernels; host ops by self time (an op's time less that
 // of the ops it calls), by name and summed into kinds (GEMM, attention, LayerNorm, ...).
 // --cpu-attention picks the bf16 CPU attention kernel (worker/engine/cpu_attention.h), so that
-// alternating runs compare the two on one machine.
+// alternating runs compare the two on one machine; --head-rows off computes the last layer for
+// every row (ModelOptions::head_rows_only), the step before that cut.
 // bench/step_bench.py runs this beside the Python transformers loop and reports the ratios.
 #include <chrono>
 #include <cstdio>
@@ -206,6 +208,7 @@ int main(int argc, char** argv) {
   int64_t rows_per_pass = flags.integer("rows-per-pass", -1, 1 << 30, -1);
   const int64_t profile_slots = flags.integer("profile-slots", 0, 1 << 20, 0);
   const std::string cpu_attention = flags.string("cpu-attention", "auto");
+  const std::string head_rows = flags.string("head-rows", "on");
 #if BITFLEET_WITH_NCCL
   const std::string comm_default = device_name == "cuda" ? "nccl" : "local";
 #else
@@ -215,6 +218,10 @@ int main(int argc, char** argv) {
   const bool json = flags.boolean("json");
   if (Status s = flags.finish(); !s.is_ok()) {
     std::cerr << s.message() << "\n";
+    return 2;
+  }
+  if (head_rows != "on" && head_rows != "off") {
+    std::cerr << "--head-rows must be on or off, got \"" << head_rows << "\"\n";
     return 2;
   }
   std::vector<int64_t> slot_counts;
@@ -237,7 +244,8 @@ int main(int argc, char** argv) {
   }
   auto session = engine::Session::open({.backbone_dir = backbone_dir, .device = device_name, .dtype = dtype_flag,
                                         .threads = threads, .slots = max_slots, .max_labels = 2,
-                                        .rows_per_pass = rows_per_pass, .cpu_attention = cpu_attention},
+                                        .rows_per_pass = rows_per_pass, .cpu_attention = cpu_attention,
+                                        .head_rows_only = head_rows == "on"},
                                        **comm);
   if (!session.is_ok()) {
     std::cerr << session.status().to_string() << "\n";
@@ -256,6 +264,7 @@ int main(int argc, char** argv) {
   request.hyperparameters.max_seq_len = static_cast<int>(seq);
 
   const double layer_linear = 2.0 * (4.0 * c.hidden * c.hidden + 2.0 * c.hidden * c.intermediate);
+  const double kv_linear = 2.0 * (2.0 * c.hidden * c.hidden);  // a layer's keys and values
   const double peak_fp32 = peak_matmul_flops(device, at::kFloat), peak_bf16 = peak_matmul_flops(device, at::kBFloat16);
   const double peak = dtype == common::Dtype::kBf16 ? peak_bf16 : peak_fp32;
   nlohmann::json out = {{"device", device_name},       {"backbone", backbone_dir},
@@ -265,6 +274,7 @@ int main(int argc, char** argv) {
                         {"seq", seq},                  {"batch_per_slot", batch},
                         {"threads", at::get_num_threads()}, {"peak_matmul_flops", peak}, {"rows_per_pass", rows_per_pass},
                         {"cpu_attention", cpu_attention},
+                        {"head_rows", head_rows},
                         {"row_floats", model.layout().row_size()}, {"comm", comm_name},
                         {"results", nlohmann::json::array()}};
   for (int64_t s_count : slot_counts) {
@@ -311,7 +321,12 @@ int main(int argc, char** argv) {
     const double reduce_alone = (now() - reduce_start) / reps;
     if (s_count == profile_slots) out["profile"] = profile_step(trainer, device);
     const double examples = static_cast<double>(s_count * batch), tokens = examples * seq;
-    const double flops = c.layers * (2.0 * tokens * layer_linear + 12.0 * examples * seq * seq * c.hidden);
+    const double layer_flops = 2.0 * tokens * layer_linear + 12.0 * examples * seq * seq * c.hidden;
+    const double last_layer_flops = head_rows == "on" ? 2.0 * tokens * kv_linear +
+                                                            2.0 * examples * (layer_linear - kv_linear) +
+                                                            12.0 * examples * seq * c.hidden
+                                                      : layer_flops;
+    const double flops = (c.layers - 1) * layer_flops + last_layer_flops;
     out["results"].push_back({{"slots", s_count},
                               {"step_seconds", seconds},
                               {"examples_per_second", examples / seconds},

@@ -10,6 +10,10 @@
 // (tests/unit/engine/torch_toolchain_test.cpp). So the CPU trainer runs one segment per pass
 // (TrainerOptions), which makes it independent of neighbours by construction; the GPU packs many.
 // The builder pads the row count to a multiple of 16 with rows that belong to no segment.
+//
+// Only some rows reach a head: each example's first row for a sequence task, every row for a
+// token task. These are the batch's head rows; the model's last layer computes its queries, and
+// everything after its attention, for them alone (bitfit_model.h).
 #pragma once
 
 #include <cstdint>
@@ -39,15 +43,26 @@ struct BatchSegment {
   double loss_scale = 1.0;
 };
 
+// How many of an example's rows reach its head.
+inline int64_t head_rows_per_example(const BatchSegment& s) {
+  return s.task == common::TaskType::kTokenClassification ? s.seq_len : 1;
+}
+
 struct Batch {
   at::Tensor input_ids;       // [rows] int64
   at::Tensor token_type_ids;  // [rows] int64
   at::Tensor position_ids;    // [rows] int64
   at::Tensor row_slots;       // [rows] int64: the slot of each row, indexing the bias tables
-  at::Tensor first_rows;      // [examples of sequence tasks] int64: each example's first row
+  // [head rows] int64: the rows that reach a head, segment by segment, then row 0 repeated up to
+  // a multiple of kRowMultiple (as the rows are padded: a GEMM's row bits then do not depend on
+  // the other segments, batch.h's top).
+  at::Tensor head_rows;
+  // [examples of sequence tasks] int64: each example's first row, as a position in head_rows.
+  at::Tensor first_rows;
   std::vector<BatchSegment> segments;
-  int64_t rows = 0;          // all rows, padding included: a multiple of kRowMultiple
-  int64_t segment_rows = 0;  // rows that belong to a segment; the rest are padding
+  int64_t rows = 0;               // all rows, padding included: a multiple of kRowMultiple
+  int64_t segment_rows = 0;       // rows that belong to a segment; the rest are padding
+  int64_t head_segment_rows = 0;  // head rows that belong to a segment; the rest are padding
 
   static constexpr int64_t kRowMultiple = 16;
 };

@@ -31,7 +31,9 @@ BatchBuilder::BatchBuilder(const BackboneConfig& config, c10::Device device, int
 void BatchBuilder::append_example(const SegmentInput& in, const ExampleRef& e, int64_t seq_len) {
   const bool roberta = config_.architecture == Architecture::kRoberta;
   const int64_t n = static_cast<int64_t>(e.ids.size());
-  if (in.task != TaskType::kTokenClassification) first_rows_.push_back(static_cast<int64_t>(ids_.size()));
+  const bool tokens = in.task == TaskType::kTokenClassification;
+  if (!tokens) first_rows_.push_back(static_cast<int64_t>(head_rows_.size()));
+  for (int64_t t = 0; t < (tokens ? seq_len : 1); ++t) head_rows_.push_back(static_cast<int64_t>(ids_.size()) + t);
   for (int64_t t = 0; t < seq_len; ++t) {
     const bool real = t < n;
     ids_.push_back(real ? e.ids[t] : pad_id_);
@@ -61,6 +63,7 @@ Batch BatchBuilder::build(const std::vector<SegmentInput>& segments) {
   positions_.clear();
   slots_.clear();
   first_rows_.clear();
+  head_rows_.clear();
   masks_.clear();
   long_labels_.clear();
   float_labels_.clear();
@@ -89,8 +92,10 @@ Batch BatchBuilder::build(const std::vector<SegmentInput>& segments) {
     batch.segments.push_back(std::move(seg));
   }
   batch.segment_rows = static_cast<int64_t>(ids_.size());
-  const int64_t padded = std::max<int64_t>(Batch::kRowMultiple, (batch.segment_rows + Batch::kRowMultiple - 1) /
-                                                                  Batch::kRowMultiple * Batch::kRowMultiple);
+  auto padded_rows = [](int64_t n) {
+    return std::max<int64_t>(Batch::kRowMultiple, (n + Batch::kRowMultiple - 1) / Batch::kRowMultiple * Batch::kRowMultiple);
+  };
+  const int64_t padded = padded_rows(batch.segment_rows);
   const int64_t filler_slot = segments.empty() ? 0 : segments.back().slot;
   while (static_cast<int64_t>(ids_.size()) < padded) {
     ids_.push_back(pad_id_);
@@ -99,12 +104,15 @@ Batch BatchBuilder::build(const std::vector<SegmentInput>& segments) {
     slots_.push_back(filler_slot);  // its rows get no gradient, so they add exact zeros
   }
   batch.rows = padded;
+  batch.head_segment_rows = static_cast<int64_t>(head_rows_.size());
+  head_rows_.resize(padded_rows(batch.head_segment_rows), 0);
 
   // One host buffer and one asynchronous copy per kind of input, whatever the number of segments.
   batch.input_ids = upload(ids_, device_);
   batch.token_type_ids = upload(types_, device_);
   batch.position_ids = upload(positions_, device_);
   batch.row_slots = upload(slots_, device_);
+  batch.head_rows = upload(head_rows_, device_);
   batch.first_rows = upload(first_rows_, device_);
   at::Tensor masks = upload(masks_, device_).to(at::kBool);
   at::Tensor long_labels = upload(long_labels_, device_), float_labels = upload(float_labels_, device_);

@@ -56,7 +56,7 @@ class BatchBuilder {
   BackboneConfig config_;
   c10::Device device_;
   int32_t pad_id_;
-  std::vector<int64_t> ids_, types_, positions_, slots_, first_rows_, long_labels_;
+  std::vector<int64_t> ids_, types_, positions_, slots_, head_rows_, first_rows_, long_labels_;
   std::vector<uint8_t> masks_;
   std::vector<float> float_labels_;
 };

@@ -1,6 +1,7 @@
 #include "worker/engine/bitfit_model.h"
 
 #include <algorithm>
+#include <array>
 #include <mutex>
 #include <optional>
 #include <utility>
@@ -12,6 +13,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
+#include "worker/engine/batch_builder.h"
 #include "worker/engine/cpu_gelu.h"
 #include "worker/engine/cpu_layer_norm.h"
 
@@ -102,7 +104,7 @@ BitFitModel::BitFitModel(const Backbone& backbone, ModelOptions options)
       onehot_bias_(backbone.device().is_cuda()),
       // bf16 on the CPU: attention by cpu_bf16_attention() (our block kernel on AVX-512, else bf16
       // flash forward and fp32 flash backward; why, measured, in cpu_attention.h), GELU by
-      // cpu_bf16_gelu() (cpu_gelu.h), q, k and v by one GEMM (project_qkv()), residual +
+      // cpu_bf16_gelu() (cpu_gelu.h), q, k and v by one GEMM (project()), residual +
       // LayerNorm + β by cpu_bf16_add_layer_norm() (cpu_layer_norm.h), and a one-segment pass
       // broadcasts its slot's bias row (row_slots()).
       cpu_bf16_(!backbone.device().is_cuda() && backbone.dtype() == at::kBFloat16) {
@@ -286,31 +288,37 @@ at::Tensor BitFitModel::linear(const at::Tensor& x, const at::Tensor& w, BiasKin
   return at::addmm(gathered(kind, layer, slots), x, w.t());
 }
 
-// bf16 on the CPU: one GEMM on the stacked weight, its bias the query, key and value biases side by
-// side (each the slot's row or the shared one). Its backward is then one GEMM that sums the three
-// input gradients in fp32, rounded once, where three GEMMs and two bf16 adds took 1.5x as long
-// (MiniLM, 1024 rows: 3.0 against 2.1 ms, AMD EPYC Zen 4). Elsewhere three GEMMs, whose fp32 bits
-// the mixing and parity tests pin.
-std::vector<at::Tensor> BitFitModel::project_qkv(const at::Tensor& x, int layer, const RowSlots& slots) const {
+// count consecutive ones of a layer's q, k and v, from the first'th (0 = q), for the rows of x.
+// bf16 on the CPU: one GEMM on the stacked weight's rows, its bias theirs side by side (each the
+// slot's row or the shared one). Its backward is then one GEMM that sums the input gradients in
+// fp32, rounded once, where three GEMMs and two bf16 adds took 1.5x as long (MiniLM, 1024 rows:
+// 3.0 against 2.1 ms, AMD EPYC Zen 4). Elsewhere a GEMM each, whose fp32 bits the mixing and
+// parity tests pin.
+std::vector<at::Tensor> BitFitModel::project(const at::Tensor& x, int layer, const RowSlots& slots, int first,
+                                             int count) const {
   const EncoderLayerWeights& L = backbone_.layers[layer];
+  const std::array<BiasKind, 3> kinds = {BiasKind::kQuery, BiasKind::kKey, BiasKind::kValue};
+  const std::array<const at::Tensor*, 3> weights = {&L.query_w, &L.key_w, &L.value_w};
+  const std::array<const at::Tensor*, 3> shared = {&L.query_b, &L.key_b, &L.value_b};
+  std::vector<at::Tensor> out;
   if (!cpu_bf16_) {
-    return {linear(x, L.query_w, BiasKind::kQuery, layer, L.query_b, slots),
-            linear(x, L.key_w, BiasKind::kKey, layer, L.key_b, slots),
-            linear(x, L.value_w, BiasKind::kValue, layer, L.value_b, slots)};
+    for (int i = first; i < first + count; ++i) out.push_back(linear(x, *weights[i], kinds[i], layer, *shared[i], slots));
+    return out;
   }
   std::vector<at::Tensor> biases;
   bool per_row = false;
-  for (auto [kind, shared] : {std::pair{BiasKind::kQuery, &L.query_b}, std::pair{BiasKind::kKey, &L.key_b},
-                              std::pair{BiasKind::kValue, &L.value_b}}) {
-    const at::Tensor& t = table(kind, layer);
-    biases.push_back(t.defined() ? gathered(kind, layer, slots) : *shared);
+  for (int i = first; i < first + count; ++i) {
+    const at::Tensor& t = table(kinds[i], layer);
+    biases.push_back(t.defined() ? gathered(kinds[i], layer, slots) : *shared[i]);
     per_row = per_row || biases.back().dim() == 2;
   }
   if (per_row) {  // a pass of several segments: each row its slot's bias
     for (auto& b : biases) b = b.expand({x.size(0), b.size(-1)});
   }
   const int64_t hidden = backbone_.config().hidden;
-  return at::addmm(at::cat(biases, -1), x, L.qkv_w.t()).split(hidden, 1);
+  const at::Tensor w = L.qkv_w.narrow(0, first * hidden, count * hidden);
+  const at::Tensor y = at::addmm(count == 1 ? biases[0] : at::cat(biases, -1), x, w.t());
+  return count == 1 ? std::vector<at::Tensor>{y} : y.split(hidden, 1);
 }
 
 at::Tensor BitFitModel::add_layer_norm(const at::Tensor& a, const at::Tensor& x, const at::Tensor& gamma,
@@ -328,33 +336,44 @@ at::Tensor BitFitModel::add_layer_norm(const at::Tensor& a, const at::Tensor& x,
   return add_table_rows(at::layer_norm(sum, {x.size(-1)}, gamma, {}, eps), kind, layer, slots);
 }
 
-// Self-attention: each example attends within its own segment's padding. On the CPU one call per
-// segment, so that a slot's bits never depend on its neighbours (in bf16, cpu_attention.h); on a
-// GPU one fused call per run of consecutive segments of equal length (the usual case when examples
-// are grouped by length), with no mask at all where a run has no padding, which lets SDPA take its
-// flash kernel.
-at::Tensor BitFitModel::attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                                  const Batch& batch) const {
+// Self-attention: each example attends within its own segment's padding. q holds every row's
+// query, or with head_rows only the batch's head rows' (the last layer); k and v every row's. On
+// the CPU one call per segment, so that a slot's bits never depend on its neighbours (in bf16,
+// cpu_attention.h); on a GPU one fused call per run of consecutive segments of equal length (the
+// usual case when examples are grouped by length), with no mask at all where a run has no
+// padding, which lets SDPA take its flash kernel.
+at::Tensor BitFitModel::attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Batch& batch,
+                                  bool head_rows) const {
   const auto& c = backbone_.config();
   const auto& segs = batch.segments;
-  // Runs of segments [first, last) that share one call, and their row counts; q, k and v are cut
-  // into them by pieces().
+  auto queries = [&](const BatchSegment& s) { return head_rows ? head_rows_per_example(s) : s.seq_len; };
+  // Runs of segments [first, last) that share one call, and their row counts in k and v and in q;
+  // q, k and v are cut into them by pieces().
   std::vector<std::pair<size_t, size_t>> runs;
-  std::vector<int64_t> sizes;
+  std::vector<int64_t> sizes, query_sizes;
   for (size_t first = 0; first < segs.size();) {
     size_t last = first + 1;
-    while (onehot_bias_ && last < segs.size() && segs[last].seq_len == segs[first].seq_len) ++last;
-    int64_t rows = 0;
-    for (size_t i = first; i < last; ++i) rows += segs[i].examples * segs[i].seq_len;
+    while (onehot_bias_ && last < segs.size() && segs[last].seq_len == segs[first].seq_len &&
+           queries(segs[last]) == queries(segs[first])) {
+      ++last;
+    }
+    int64_t rows = 0, query_rows = 0;
+    for (size_t i = first; i < last; ++i) {
+      rows += segs[i].examples * segs[i].seq_len;
+      query_rows += segs[i].examples * queries(segs[i]);
+    }
     runs.emplace_back(first, last);
     sizes.push_back(rows);
+    query_sizes.push_back(query_rows);
     first = last;
   }
+  const int64_t query_used = head_rows ? batch.head_segment_rows : batch.segment_rows;
   if (batch.rows > batch.segment_rows) sizes.push_back(batch.rows - batch.segment_rows);
-  const auto qs = pieces(q, sizes), ks = pieces(k, sizes), vs = pieces(v, sizes);
+  if (q.size(0) > query_used) query_sizes.push_back(q.size(0) - query_used);
+  const auto qs = pieces(q, query_sizes), ks = pieces(k, sizes), vs = pieces(v, sizes);
 
   std::vector<at::Tensor> outputs;
-  outputs.reserve(sizes.size());
+  outputs.reserve(query_sizes.size());
   for (size_t r = 0; r < runs.size(); ++r) {
     const auto [first, last] = runs[r];
     const int64_t seq_len = segs[first].seq_len, examples = sizes[r] / seq_len;
@@ -364,23 +383,21 @@ at::Tensor BitFitModel::attention(const at::Tensor& q, const at::Tensor& k, cons
       padded = padded || segs[i].padded;
       masks.push_back(segs[i].attention_mask);
     }
-    auto heads = [&](const at::Tensor& t) {
-      return t.view({examples, seq_len, c.heads, c.head_dim()}).transpose(1, 2);
+    auto heads = [&](const at::Tensor& t, int64_t len) {
+      return t.view({examples, len, c.heads, c.head_dim()}).transpose(1, 2);
     };
+    const int64_t query_len = queries(segs[first]);
     std::optional<at::Tensor> mask;  // an undefined Tensor would not do: SDPA rejects it
     if (padded || !onehot_bias_) {
       mask = (masks.size() == 1 ? masks[0] : at::cat(masks, 0)).view({examples, 1, 1, seq_len});
     }
-    at::Tensor out;
-    if (cpu_bf16_) {
-      out = cpu_bf16_attention(heads(qs[r]), heads(ks[r]), heads(vs[r]), *mask, options_.cpu_attention);
-    } else {
-      out = at::scaled_dot_product_attention(heads(qs[r]), heads(ks[r]), heads(vs[r]), mask);
-    }
-    outputs.push_back(out.transpose(1, 2).reshape({sizes[r], c.hidden}));
+    const at::Tensor qh = heads(qs[r], query_len), kh = heads(ks[r], seq_len), vh = heads(vs[r], seq_len);
+    at::Tensor out = cpu_bf16_ ? cpu_bf16_attention(qh, kh, vh, *mask, options_.cpu_attention)
+                               : at::scaled_dot_product_attention(qh, kh, vh, mask);
+    outputs.push_back(out.transpose(1, 2).reshape({query_sizes[r], c.hidden}));
   }
-  if (batch.rows > batch.segment_rows) {  // padding rows attend to nothing
-    outputs.push_back(at::zeros({batch.rows - batch.segment_rows, c.hidden}, q.options()));
+  if (q.size(0) > query_used) {  // padding rows attend to nothing
+    outputs.push_back(at::zeros({q.size(0) - query_used, c.hidden}, q.options()));
   }
   return outputs.size() == 1 ? outputs[0] : at::cat(outputs, 0);
 }
@@ -402,13 +419,23 @@ at::Tensor BitFitModel::head_logits(const BatchSegment& seg, const at::Tensor& h
   return seg.task == TaskType::kRegression ? logits.squeeze(-1) : logits;
 }
 
+// The last layer computes its queries, and all that follows its attention, for the head rows
+// alone: no other row's output reaches a head. Exact — the other rows' outputs would get zero
+// gradient — and for sequence tasks it leaves out all but the keys and values of the last layer
+// (MiniLM, 6 layers: 14% of the step's GEMM work; measured in docs/performance.md). A batch of token tasks
+// alone, whose head rows are all its rows, takes the same path: a segment's bits must not depend
+// on whether a sequence task shares its pass (tests/unit/engine/mixing_test.cpp).
 ForwardOutput BitFitModel::forward(const Batch& batch) {
   const RowSlots slots = row_slots(batch);
-  return heads(batch, encode(batch, slots), slots);
+  const bool head_rows = options_.head_rows_only;
+  const RowSlots head_slots = head_rows ? slots.select(batch.head_rows) : slots;
+  return heads(batch, encode(batch, slots, head_slots, head_rows), head_slots, head_rows);
 }
 
-// The encoder: embeddings, then every layer, with each row's slot biases.
-at::Tensor BitFitModel::encode(const Batch& batch, const RowSlots& slots) const {
+// The encoder: embeddings, then every layer, with each row's slot biases. Returns the last layer's
+// output for the head rows (with head_rows; their slots are head_slots) or for every row.
+at::Tensor BitFitModel::encode(const Batch& batch, const RowSlots& slots, const RowSlots& head_slots,
+                               bool head_rows) const {
   const auto& c = backbone_.config();
   const Backbone& w = backbone_;
   // Embeddings, summed in Hugging Face's order: (word + token type) + position.
@@ -419,18 +446,29 @@ at::Tensor BitFitModel::encode(const Batch& batch, const RowSlots& slots) const 
 
   for (int l = 0; l < c.layers; ++l) {
     const EncoderLayerWeights& L = w.layers[l];
-    const std::vector<at::Tensor> qkv = project_qkv(x, l, slots);
-    at::Tensor context = attention(qkv[0], qkv[1], qkv[2], batch);
-    at::Tensor a = linear(context, L.attn_out_w, BiasKind::kAttentionOutput, l, L.attn_out_b, slots);
-    x = add_layer_norm(a, x, L.attn_ln_w, BiasKind::kAttentionLayerNorm, l, L.attn_ln_b, slots);
-    at::Tensor h = linear(x, L.inter_w, BiasKind::kIntermediate, l, L.inter_b, slots);
+    // The rows this layer computes past its keys and values: every row, or the head rows.
+    const bool cut = head_rows && l == c.layers - 1;
+    const RowSlots& rs = cut ? head_slots : slots;
+    at::Tensor context;
+    at::Tensor xq = x;
+    if (cut) {
+      xq = x.index_select(0, batch.head_rows);
+      const std::vector<at::Tensor> kv = project(x, l, slots, 1, 2);
+      context = attention(project(xq, l, rs, 0, 1)[0], kv[0], kv[1], batch, true);
+    } else {
+      const std::vector<at::Tensor> qkv = project(x, l, slots, 0, 3);
+      context = attention(qkv[0], qkv[1], qkv[2], batch, false);
+    }
+    at::Tensor a = linear(context, L.attn_out_w, BiasKind::kAttentionOutput, l, L.attn_out_b, rs);
+    x = add_layer_norm(a, xq, L.attn_ln_w, BiasKind::kAttentionLayerNorm, l, L.attn_ln_b, rs);
+    at::Tensor h = linear(x, L.inter_w, BiasKind::kIntermediate, l, L.inter_b, rs);
     switch (c.activation) {
       case Activation::kGeluErf: h = cpu_bf16_ ? cpu_bf16_gelu(h) : at::gelu(h); break;
       case Activation::kGeluTanh: h = at::gelu(h, "tanh"); break;
       case Activation::kRelu: h = at::relu(h); break;
     }
-    at::Tensor o = linear(h, L.out_w, BiasKind::kOutput, l, L.out_b, slots);
-    x = add_layer_norm(o, x, L.out_ln_w, BiasKind::kOutputLayerNorm, l, L.out_ln_b, slots);
+    at::Tensor o = linear(h, L.out_w, BiasKind::kOutput, l, L.out_b, rs);
+    x = add_layer_norm(o, x, L.out_ln_w, BiasKind::kOutputLayerNorm, l, L.out_ln_b, rs);
   }
 
   return x;
@@ -454,8 +492,10 @@ at::Tensor BitFitModel::segment_loss(const BatchSegment& seg, const at::Tensor& 
   return loss;
 }
 
-// The heads over the encoder's output: per segment, its logits and (with labels) its loss.
-ForwardOutput BitFitModel::heads(const Batch& batch, const at::Tensor& x, const RowSlots& slots) const {
+// The heads over the encoder's output x (the head rows, or every row when nothing was left out):
+// per segment, its logits and (with labels) its loss.
+ForwardOutput BitFitModel::heads(const Batch& batch, const at::Tensor& x, const RowSlots& slots,
+                                 bool head_rows) const {
   const auto& c = backbone_.config();
   const Backbone& w = backbone_;
   // Sequence heads read each example's first token: BERT through its pooler, RoBERTa directly.
@@ -468,12 +508,23 @@ ForwardOutput BitFitModel::heads(const Batch& batch, const at::Tensor& x, const 
   for (const auto& seg : batch.segments) {
     if (seg.task != TaskType::kTokenClassification) first_sizes.push_back(seg.examples);
     token_task = token_task || seg.task == TaskType::kTokenClassification;
-    row_sizes.push_back(seg.examples * seg.seq_len);
+    row_sizes.push_back(seg.examples * (head_rows ? head_rows_per_example(seg) : seg.seq_len));
   }
   if (!first_sizes.empty()) {
-    at::Tensor first = x.index_select(0, batch.first_rows);
+    // first_rows are places in the head rows; where x has every row (the check of the head rows),
+    // each example's first row comes from the segments themselves.
+    at::Tensor first_index = batch.first_rows;
+    if (!head_rows) {
+      std::vector<int64_t> rows;
+      for (const auto& seg : batch.segments) {
+        if (seg.task == TaskType::kTokenClassification) continue;
+        for (int64_t e = 0; e < seg.examples; ++e) rows.push_back(seg.row_begin + e * seg.seq_len);
+      }
+      first_index = upload(rows, x.device());
+    }
+    at::Tensor first = x.index_select(0, first_index);
     TORCH_CHECK(!bert || backbone_.has_pooler(), "sequence task on a backbone without pooler; check supports()");
-    const RowSlots first_slots = slots.select(batch.first_rows);
+    const RowSlots first_slots = slots.select(first_index);
     if (bert && onehot_bias_) first = at::tanh(linear(first, w.pooler_w, BiasKind::kPooler, -1, w.pooler_b, first_slots));
     pooled_pieces = pieces(first, first_sizes);
     if (bert && !onehot_bias_) {
@@ -486,7 +537,8 @@ ForwardOutput BitFitModel::heads(const Batch& batch, const at::Tensor& x, const 
     }
   }
   if (token_task) {
-    if (batch.rows > batch.segment_rows) row_sizes.push_back(batch.rows - batch.segment_rows);
+    const int64_t used = head_rows ? batch.head_segment_rows : batch.segment_rows;
+    if (x.size(0) > used) row_sizes.push_back(x.size(0) - used);
     row_pieces = pieces(x, row_sizes);
   }
 

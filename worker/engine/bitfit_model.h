@@ -50,6 +50,9 @@ struct ModelOptions {
   int64_t max_labels = 64;
   common::BiasKindSet table_kinds = common::all_bias_kinds();
   CpuAttentionKernel cpu_attention = CpuAttentionKernel::kAuto;  // bf16 on the CPU (cpu_attention.h)
+  // The last layer past its keys and values for the head rows only (batch.h); false computes it
+  // for every row, as a check of that cut (tests) and its baseline (bench).
+  bool head_rows_only = true;
 };
 
 struct ForwardOutput {
@@ -111,19 +114,22 @@ class BitFitModel {
   at::Tensor add_table_rows(at::Tensor x, common::BiasKind kind, int layer, const RowSlots& slots) const;
   at::Tensor linear(const at::Tensor& x, const at::Tensor& w, common::BiasKind kind, int layer,
                     const at::Tensor& shared_bias, const RowSlots& slots) const;
-  // A layer's q, k and v.
-  std::vector<at::Tensor> project_qkv(const at::Tensor& x, int layer, const RowSlots& slots) const;
+  // count consecutive ones of a layer's q, k and v (first: 0 = q, 1 = k, 2 = v) for the rows of x.
+  std::vector<at::Tensor> project(const at::Tensor& x, int layer, const RowSlots& slots, int first,
+                                  int count) const;
   // LayerNorm(a + x) with the slot's β; a may be undefined (LayerNorm(x)).
   at::Tensor add_layer_norm(const at::Tensor& a, const at::Tensor& x, const at::Tensor& gamma, common::BiasKind kind,
                             int layer, const at::Tensor& shared_beta, const RowSlots& slots) const;
-  at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                       const Batch& batch) const;
+  // q for every row, or with head_rows for the batch's head rows; k and v for every row.
+  at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const Batch& batch,
+                       bool head_rows) const;
   at::Tensor head_logits(const BatchSegment& segment, const at::Tensor& hidden,
                          const at::Tensor& pooled_rows) const;
   const at::Tensor& head_leaf(int slot, HeadPart part) const;
-  // forward's two halves: the encoder over all rows, then the heads and losses per segment.
-  at::Tensor encode(const Batch& batch, const RowSlots& slots) const;
-  ForwardOutput heads(const Batch& batch, const at::Tensor& x, const RowSlots& slots) const;
+  // forward's two halves: the encoder (its last layer for the head rows where head_rows), then the
+  // heads and losses per segment.
+  at::Tensor encode(const Batch& batch, const RowSlots& slots, const RowSlots& head_slots, bool head_rows) const;
+  ForwardOutput heads(const Batch& batch, const at::Tensor& x, const RowSlots& slots, bool head_rows) const;
   static at::Tensor segment_loss(const BatchSegment& segment, const at::Tensor& logits);
 
   const Backbone& backbone_;

@@ -209,56 +209,57 @@ void pad_bias(const float* key_bias, int64_t T, int64_t Tp, float* out) {
 
 bool block_attention_available() { return common::detect_cpu_isa().avx512f; }
 
-// The larger of the two kernels' workspaces: the backward's six [T][Dp], two [Dp][Tp], two [T][Tp]
-// and the bias (the forward takes three [T][Dp], one [Dp][Tp], one [T][Tp] and the bias).
-int64_t block_attention_workspace_floats(int64_t T, int64_t D) {
-  const int64_t Tp = padded(T), Dp = padded(D);
-  return 6 * T * Dp + 2 * Dp * Tp + 2 * T * Tp + Tp;
+// The larger of the two kernels' workspaces: the backward's three [Tq][Dp], three [T][Dp], two
+// [Dp][Tp], two [Tq][Tp] and the bias (the forward takes two [Tq][Dp], one [T][Dp], one [Dp][Tp],
+// one [Tq][Tp] and the bias).
+int64_t block_attention_workspace_floats(int64_t queries, int64_t keys, int64_t D) {
+  const int64_t Tp = padded(keys), Dp = padded(D);
+  return 3 * (queries + keys) * Dp + 2 * Dp * Tp + 2 * queries * Tp + Tp;
 }
 
-BITFLEET_AVX512 void block_attention_forward(int64_t T, int64_t D, float scale, Bf16Rows q, Bf16Rows k, Bf16Rows v,
-                                             const float* key_bias, MutableBf16Rows out, RowStats* stats,
+BITFLEET_AVX512 void block_attention_forward(int64_t Tq, int64_t T, int64_t D, float scale, Bf16Rows q, Bf16Rows k,
+                                             Bf16Rows v, const float* key_bias, MutableBf16Rows out, RowStats* stats,
                                              float* workspace) {
   const int64_t Tp = padded(T), Dp = padded(D);
   Carve take{workspace};
-  float *qf = take(T * Dp), *kt = take(Dp * Tp), *vf = take(T * Dp), *s = take(T * Tp), *o = take(T * Dp);
+  float *qf = take(Tq * Dp), *kt = take(Dp * Tp), *vf = take(T * Dp), *s = take(Tq * Tp), *o = take(Tq * Dp);
   float* bias = take(Tp);
   pad_bias(key_bias, T, Tp, bias);
-  widen_rows(q, T, D, qf, Dp);
+  widen_rows(q, Tq, D, qf, Dp);
   widen_transposed(k, T, D, kt, Tp, Dp);
   widen_rows(v, T, D, vf, Dp);
-  gemm(T, Tp, Dp, qf, Dp, 1, kt, Tp, s, Tp);  // q·kᵀ
+  gemm(Tq, Tp, Dp, qf, Dp, 1, kt, Tp, s, Tp);  // q·kᵀ
   int64_t i = 0;
-  for (; i + 4 <= T; i += 4) softmax_rows<4>(s + i * Tp, Tp, Tp, scale, bias, stats + i);
-  for (; i < T; ++i) softmax_rows<1>(s + i * Tp, Tp, Tp, scale, bias, stats + i);
-  gemm(T, Dp, T, s, Tp, 1, vf, Dp, o, Dp);  // P·v, over the T real keys
-  narrow_rows(o, Dp, T, D, out);
+  for (; i + 4 <= Tq; i += 4) softmax_rows<4>(s + i * Tp, Tp, Tp, scale, bias, stats + i);
+  for (; i < Tq; ++i) softmax_rows<1>(s + i * Tp, Tp, Tp, scale, bias, stats + i);
+  gemm(Tq, Dp, T, s, Tp, 1, vf, Dp, o, Dp);  // P·v, over the T real keys
+  narrow_rows(o, Dp, Tq, D, out);
 }
 
-BITFLEET_AVX512 void block_attention_backward(int64_t T, int64_t D, float scale, Bf16Rows q, Bf16Rows k, Bf16Rows v,
-                                              Bf16Rows dout, const float* key_bias, const RowStats* stats,
+BITFLEET_AVX512 void block_attention_backward(int64_t Tq, int64_t T, int64_t D, float scale, Bf16Rows q, Bf16Rows k,
+                                              Bf16Rows v, Bf16Rows dout, const float* key_bias, const RowStats* stats,
                                               MutableBf16Rows dq, MutableBf16Rows dk, MutableBf16Rows dv,
                                               float* workspace) {
   const int64_t Tp = padded(T), Dp = padded(D);
   Carve take{workspace};
-  float *qf = take(T * Dp), *kf = take(T * Dp), *dof = take(T * Dp), *dqf = take(T * Dp), *dkf = take(T * Dp),
+  float *qf = take(Tq * Dp), *kf = take(T * Dp), *dof = take(Tq * Dp), *dqf = take(Tq * Dp), *dkf = take(T * Dp),
         *dvf = take(T * Dp);
-  float *kt = take(Dp * Tp), *vt = take(Dp * Tp), *p = take(T * Tp), *ds = take(T * Tp), *bias = take(Tp);
+  float *kt = take(Dp * Tp), *vt = take(Dp * Tp), *p = take(Tq * Tp), *ds = take(Tq * Tp), *bias = take(Tp);
   pad_bias(key_bias, T, Tp, bias);
-  widen_rows(q, T, D, qf, Dp);
+  widen_rows(q, Tq, D, qf, Dp);
   widen_rows(k, T, D, kf, Dp);
-  widen_rows(dout, T, D, dof, Dp);
+  widen_rows(dout, Tq, D, dof, Dp);
   widen_transposed(k, T, D, kt, Tp, Dp);
   widen_transposed(v, T, D, vt, Tp, Dp);
-  gemm(T, Tp, Dp, qf, Dp, 1, kt, Tp, p, Tp);     // q·kᵀ, as in the forward
-  gemm(T, Tp, Dp, dof, Dp, 1, vt, Tp, ds, Tp);   // dP = dout·vᵀ
+  gemm(Tq, Tp, Dp, qf, Dp, 1, kt, Tp, p, Tp);     // q·kᵀ, as in the forward
+  gemm(Tq, Tp, Dp, dof, Dp, 1, vt, Tp, ds, Tp);   // dP = dout·vᵀ
   int64_t i = 0;
-  for (; i + 4 <= T; i += 4) score_gradient_rows<4>(p + i * Tp, ds + i * Tp, Tp, Tp, scale, bias, stats + i);
-  for (; i < T; ++i) score_gradient_rows<1>(p + i * Tp, ds + i * Tp, Tp, Tp, scale, bias, stats + i);
-  gemm(T, Dp, T, p, 1, Tp, dof, Dp, dvf, Dp);   // dv = Pᵀ·dout
-  gemm(T, Dp, T, ds, Tp, 1, kf, Dp, dqf, Dp);   // dq = dS·k
-  gemm(T, Dp, T, ds, 1, Tp, qf, Dp, dkf, Dp);   // dk = dSᵀ·q
-  narrow_rows(dqf, Dp, T, D, dq);
+  for (; i + 4 <= Tq; i += 4) score_gradient_rows<4>(p + i * Tp, ds + i * Tp, Tp, Tp, scale, bias, stats + i);
+  for (; i < Tq; ++i) score_gradient_rows<1>(p + i * Tp, ds + i * Tp, Tp, Tp, scale, bias, stats + i);
+  gemm(T, Dp, Tq, p, 1, Tp, dof, Dp, dvf, Dp);   // dv = Pᵀ·dout
+  gemm(Tq, Dp, T, ds, Tp, 1, kf, Dp, dqf, Dp);   // dq = dS·k
+  gemm(T, Dp, Tq, ds, 1, Tp, qf, Dp, dkf, Dp);   // dk = dSᵀ·q
+  narrow_rows(dqf, Dp, Tq, D, dq);
   narrow_rows(dkf, Dp, T, D, dk);
   narrow_rows(dvf, Dp, T, D, dv);
 }

@@ -52,17 +52,23 @@ struct RowStats {
   float max, inv_sum;
 };
 
-// fp32 workspace a block of `tokens` × `head_dim` needs (forward or backward).
-int64_t block_attention_workspace_floats(int64_t tokens, int64_t head_dim);
+// fp32 workspace a block of `queries` query rows over `keys` keys needs (forward or backward).
+int64_t block_attention_workspace_floats(int64_t queries, int64_t keys, int64_t head_dim);
 
-// key_bias: [tokens] fp32, 0 for a key the queries may attend to and -inf for padding. Writes out
-// and stats[tokens]. A query with no key to attend to gets zero output (and zero gradients).
-void block_attention_forward(int64_t tokens, int64_t head_dim, float scale, Bf16Rows q, Bf16Rows k,
+// A block: `queries` rows of q (the self-attention's first rows, or all `keys` of them) over `keys`
+// rows of k and v. A query row's output is the same bits whatever the number of query rows beside
+// it (each row's products and softmax are its own), which the last layer's head rows rely on
+// (bitfit_model.h).
+//
+// key_bias: [keys] fp32, 0 for a key the queries may attend to and -inf for padding. Writes out
+// and stats[queries]. A query with no key to attend to gets zero output (and zero gradients).
+void block_attention_forward(int64_t queries, int64_t keys, int64_t head_dim, float scale, Bf16Rows q, Bf16Rows k,
                              Bf16Rows v, const float* key_bias, MutableBf16Rows out, RowStats* stats,
                              float* workspace);
 
-// stats: the forward's. Writes dq, dk and dv (bf16); padded keys get exactly zero dk and dv.
-void block_attention_backward(int64_t tokens, int64_t head_dim, float scale, Bf16Rows q, Bf16Rows k,
+// stats: the forward's. Writes dq ([queries] rows), dk and dv ([keys] rows, bf16); padded keys get
+// exactly zero dk and dv.
+void block_attention_backward(int64_t queries, int64_t keys, int64_t head_dim, float scale, Bf16Rows q, Bf16Rows k,
                               Bf16Rows v, Bf16Rows dout, const float* key_bias, const RowStats* stats,
                               MutableBf16Rows dq, MutableBf16Rows dk, MutableBf16Rows dv,
                               float* workspace);

@@ -59,15 +59,15 @@ class BlockAttention : public torch::autograd::Function<BlockAttention> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const at::Tensor& mask) {
     RECORD_FUNCTION("bitfleet::block_attention_forward", std::vector<c10::IValue>());
-    const int64_t E = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
+    const int64_t E = q.size(0), H = q.size(1), Tq = q.size(2), T = k.size(2), D = q.size(3);
     const at::Tensor bias = key_bias(mask, q).view({E, T});
     at::Tensor out = empty_heads(q);
-    at::Tensor stats = at::empty({E, H, T, 2}, q.options().dtype(at::kFloat));  // RowStats per query
+    at::Tensor stats = at::empty({E, H, Tq, 2}, q.options().dtype(at::kFloat));  // RowStats per query
     const float* bias_data = bias.const_data_ptr<float>();
     auto* stats_data = reinterpret_cast<RowStats*>(stats.mutable_data_ptr<float>());
-    for_each_block(E, H, block_attention_workspace_floats(T, D), [&](int64_t e, int64_t h, float* ws) {
-      block_attention_forward(T, D, default_scale(D), rows_of(q, e, h), rows_of(k, e, h), rows_of(v, e, h),
-                              bias_data + e * T, mutable_rows_of(out, e, h), stats_data + (e * H + h) * T, ws);
+    for_each_block(E, H, block_attention_workspace_floats(Tq, T, D), [&](int64_t e, int64_t h, float* ws) {
+      block_attention_forward(Tq, T, D, default_scale(D), rows_of(q, e, h), rows_of(k, e, h), rows_of(v, e, h),
+                              bias_data + e * T, mutable_rows_of(out, e, h), stats_data + (e * H + h) * Tq, ws);
     });
     ctx->save_for_backward({q, k, v, stats, bias});
     return out;
@@ -78,13 +78,13 @@ class BlockAttention : public torch::autograd::Function<BlockAttention> {
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &q = saved[0], &k = saved[1], &v = saved[2], &stats = saved[3], &bias = saved[4];
     const at::Tensor dout = grads[0].stride(3) == 1 ? grads[0] : grads[0].contiguous();
-    const int64_t E = q.size(0), H = q.size(1), T = q.size(2), D = q.size(3);
-    at::Tensor dq = empty_heads(q), dk = empty_heads(q), dv = empty_heads(q);
+    const int64_t E = q.size(0), H = q.size(1), Tq = q.size(2), T = k.size(2), D = q.size(3);
+    at::Tensor dq = empty_heads(q), dk = empty_heads(k), dv = empty_heads(k);
     const float* bias_data = bias.const_data_ptr<float>();
     const auto* stats_data = reinterpret_cast<const RowStats*>(stats.const_data_ptr<float>());
-    for_each_block(E, H, block_attention_workspace_floats(T, D), [&](int64_t e, int64_t h, float* ws) {
-      block_attention_backward(T, D, default_scale(D), rows_of(q, e, h), rows_of(k, e, h), rows_of(v, e, h),
-                               rows_of(dout, e, h), bias_data + e * T, stats_data + (e * H + h) * T,
+    for_each_block(E, H, block_attention_workspace_floats(Tq, T, D), [&](int64_t e, int64_t h, float* ws) {
+      block_attention_backward(Tq, T, D, default_scale(D), rows_of(q, e, h), rows_of(k, e, h), rows_of(v, e, h),
+                               rows_of(dout, e, h), bias_data + e * T, stats_data + (e * H + h) * Tq,
                                mutable_rows_of(dq, e, h), mutable_rows_of(dk, e, h), mutable_rows_of(dv, e, h), ws);
     });
     return {dq, dk, dv, at::Tensor()};
@@ -122,10 +122,10 @@ CpuAttentionKernel cpu_attention_kernel(int64_t tokens, int64_t head_dim) {
 
 at::Tensor cpu_bf16_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                               CpuAttentionKernel kernel) {
-  if (kernel == CpuAttentionKernel::kAuto) kernel = cpu_attention_kernel(q.size(2), q.size(3));
+  if (kernel == CpuAttentionKernel::kAuto) kernel = cpu_attention_kernel(k.size(2), q.size(3));
   if (kernel == CpuAttentionKernel::kFlash) return FlashAttention::apply(q, k, v, mask);
   TORCH_CHECK(block_attention_available(), "the block attention kernel needs AVX-512F");
-  TORCH_CHECK(q.size(2) <= kBlockAttentionMaxTokens && q.size(3) <= kBlockAttentionMaxHeadDim,
+  TORCH_CHECK(q.size(2) <= k.size(2) && k.size(2) <= kBlockAttentionMaxTokens && q.size(3) <= kBlockAttentionMaxHeadDim,
               "the block attention kernel takes at most ", kBlockAttentionMaxTokens, " tokens and head dim ",
               kBlockAttentionMaxHeadDim);
   auto unit_stride = [](const at::Tensor& t) { return t.stride(3) == 1 ? t : t.contiguous(); };

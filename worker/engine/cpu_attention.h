@@ -30,9 +30,10 @@ enum class CpuAttentionKernel { kAuto, kBlock, kFlash };
 // The kernel kAuto runs for these shapes on this CPU.
 CpuAttentionKernel cpu_attention_kernel(int64_t tokens, int64_t head_dim);
 
-// q, k, v: [examples, heads, T, head_dim] bf16 (any strides); mask: [examples, 1, 1, T] bool, true
-// for a key a query may attend to (the model's padding mask). Returns [examples, heads, T,
-// head_dim] bf16, differentiable in q, k and v. kBlock where cpu_attention_kernel() would not
+// q: [examples, heads, Tq, head_dim], k, v: [examples, heads, T, head_dim] bf16 (any strides; Tq ≤
+// T: every query, or the first rows only, as the last layer's head rows are); mask: [examples, 1,
+// 1, T] bool, true for a key a query may attend to (the model's padding mask). Returns [examples,
+// heads, Tq, head_dim] bf16, differentiable in q, k and v. kBlock where cpu_attention_kernel() would not
 // choose it is a programming error.
 at::Tensor cpu_bf16_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& mask,
                               CpuAttentionKernel kernel = CpuAttentionKernel::kAuto);

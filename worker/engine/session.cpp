@@ -50,7 +50,10 @@ Result<std::unique_ptr<Session>> Session::open(const SessionOptions& options, co
   BITFLEET_ASSIGN_OR_RETURN(s->backbone_, Backbone::load(options.backbone_dir, s->device_, scalar_type(dtype)));
   BITFLEET_ASSIGN_OR_RETURN(s->tokenizer_, text::Tokenizer::load(options.backbone_dir));
   s->model_ = std::make_unique<BitFitModel>(
-      *s->backbone_, ModelOptions{.slots = options.slots, .max_labels = options.max_labels, .cpu_attention = attention});
+      *s->backbone_, ModelOptions{.slots = options.slots,
+                                  .max_labels = options.max_labels,
+                                  .cpu_attention = attention,
+                                  .head_rows_only = options.head_rows_only});
   TrainerOptions trainer_options;
   trainer_options.max_rows_per_pass =
       options.rows_per_pass >= 0 ? options.rows_per_pass : TrainerOptions::default_rows_per_pass(cuda);

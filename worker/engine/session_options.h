@@ -18,6 +18,9 @@ struct SessionOptions {
   // bf16 attention on the CPU: auto | block | flash (cpu_attention.h). Only benchmarks set it, to
   // run both kernels side by side; the programs always take auto.
   std::string cpu_attention = "auto";
+  // The last layer for the head rows only (ModelOptions::head_rows_only). Only benchmarks clear it,
+  // to measure what the cut saves.
+  bool head_rows_only = true;
 };
 
 }  // namespace bitfleet::engine

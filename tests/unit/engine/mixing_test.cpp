@@ -14,6 +14,7 @@
 namespace bitfleet::engine {
 namespace {
 
+using common::BiasKind;
 using common::TaskType;
 
 struct TaskData {
@@ -78,15 +79,17 @@ class MixingTest : public ::testing::TestWithParam<Architecture> {
     for (const auto& t : tasks_) model_->reset_slot(t.slot, t.task, t.outputs, 100 + t.slot);
   }
 
-  // Runs forward and backward on the given tasks from zero gradients; returns logits per task.
-  std::vector<at::Tensor> step(const std::vector<const TaskData*>& tasks) {
-    model_->grads().zero_();
+  // Runs forward and backward on the given tasks from zero gradients (in model_, or in `model`);
+  // returns logits per task.
+  std::vector<at::Tensor> step(const std::vector<const TaskData*>& tasks, BitFitModel* model = nullptr) {
+    if (model == nullptr) model = model_.get();
+    model->grads().zero_();
     std::vector<SegmentInput> inputs;
     for (const auto* t : tasks) inputs.push_back(segment(*t));
     BatchBuilder builder(backbone_->config(), c10::kCPU, static_cast<int32_t>(backbone_->config().pad_token_id));
     Batch batch = builder.build(inputs);
-    ForwardOutput out = model_->forward(batch);
-    model_->backward(out);
+    ForwardOutput out = model->forward(batch);
+    model->backward(out);
     std::vector<at::Tensor> logits;
     for (auto& l : out.logits) logits.push_back(l.detach().clone());
     return logits;
@@ -136,6 +139,38 @@ TEST_P(MixingTest, SlotResultsDoNotDependOnBatchCompanionsBitForBit) {
     EXPECT_TRUE(at::equal(alone[0], mixed_logits[i])) << "logits of slot " << tasks_[i].slot;
     EXPECT_TRUE(at::equal(model_->grads()[tasks_[i].slot], mixed_grads[tasks_[i].slot]))
         << "gradients of slot " << tasks_[i].slot;
+  }
+}
+
+// The last layer past its keys and values runs for the head rows only (each sequence example's
+// first row, a token task's every row): the logits and every slot's gradients are those of the
+// last layer computed for every row, to fp32 rounding, in a pass of all four tasks and in each
+// task's own pass — so the rows left out reach no head, and the rows kept are the right ones.
+TEST_P(MixingTest, LastLayerForHeadRowsOnlyGivesTheFullLayersResults) {
+  BitFitModel full(*backbone_, ModelOptions{.slots = 4, .max_labels = 8, .head_rows_only = false});
+  for (const auto& t : tasks_) full.reset_slot(t.slot, t.task, t.outputs, 100 + t.slot);
+  std::vector<std::vector<const TaskData*>> passes = {all_tasks()};
+  for (const auto& t : tasks_) passes.push_back({&t});
+  for (const auto& pass : passes) {
+    const std::vector<at::Tensor> cut_logits = step(pass), full_logits = step(pass, &full);
+    for (size_t i = 0; i < pass.size(); ++i) {
+      const float scale = full_logits[i].abs().max().item<float>();
+      EXPECT_LE((cut_logits[i] - full_logits[i]).abs().max().item<float>(), 1e-5f * scale) << "slot " << pass[i]->slot;
+    }
+    for (const auto* t : pass) {
+      const at::Tensor want = full.grads()[t->slot], got = model_->grads()[t->slot];
+      const float scale = want.abs().max().item<float>();
+      ASSERT_GT(scale, 0.0f);
+      EXPECT_LE((got - want).abs().max().item<float>(), 1e-5f * scale) << "gradients of slot " << t->slot;
+      // The last layer's own biases learn: the value bias (through the kept queries' attention)
+      // and the intermediate one (the kept rows only).
+      const int last = backbone_->config().layers - 1;
+      for (const auto& seg : model_->layout().segments()) {
+        if (seg.layer != last || (seg.bias_kind != BiasKind::kValue && seg.bias_kind != BiasKind::kIntermediate)) continue;
+        EXPECT_GT(got.narrow(0, seg.offset, seg.numel()).abs().max().item<float>(), 0.0f)
+            << model_->layout().hf_name(seg, t->task);
+      }
+    }
   }
 }
 

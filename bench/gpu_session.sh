@@ -58,4 +58,15 @@ EOF
       --slots "$SLOTS" --steps 20 --warmup 3 --profile-slots "$PROFILE_SLOTS" --bin "$BUILD/bin/bitfleet-bench-step" --out "$OUT" \
       2>&1 | tee "$OUT/step-$backbone.txt" || echo "step bench on $backbone FAILED"
   done
+  # The last layer for the head rows only against the full layer (--head-rows, ModelOptions::
+  # head_rows_only): alternating runs at S = 16 on the BERT-base-sized backbone.
+  for round in 1 2; do
+    for rows in off on; do
+      "$BUILD/bin/bitfleet-bench-step" --device cuda --backbone /tmp/bert-base-sized --seq 128 --batch 16 --slots 16 \
+        --steps 20 --warmup 3 --head-rows "$rows" --json > "$OUT/head-rows-$rows-$round.json" 2>/dev/null &&
+        "$PYTHON" -c 'import json, sys; r = json.load(open(sys.argv[1]))["results"][0]
+print("head rows", sys.argv[2] + ":", round(r["examples_per_second"], 1), "ex/s,", round(100 * r["share_of_bf16_peak"], 1), "% of bf16 peak")' \
+          "$OUT/head-rows-$rows-$round.json" "$rows" | tee -a "$OUT/head-rows.txt" || echo "head-rows $rows FAILED"
+    done
+  done
 fi

@@ -126,8 +126,8 @@ at::Tensor cpu_bf16_attention(const at::Tensor& q, const at::Tensor& k, const at
   if (kernel == CpuAttentionKernel::kFlash) return FlashAttention::apply(q, k, v, mask);
   TORCH_CHECK(block_attention_available(), "the block attention kernel needs AVX-512F");
   TORCH_CHECK(q.size(2) <= k.size(2) && k.size(2) <= kBlockAttentionMaxTokens && q.size(3) <= kBlockAttentionMaxHeadDim,
-              "the block attention kernel takes at most ", kBlockAttentionMaxTokens, " tokens and head dim ",
-              kBlockAttentionMaxHeadDim);
+              "the block attention kernel takes at most ", kBlockAttentionMaxTokens, " keys, no more queries than keys, ",
+              "and head dim ", kBlockAttentionMaxHeadDim);
   auto unit_stride = [](const at::Tensor& t) { return t.stride(3) == 1 ? t : t.contiguous(); };
   return BlockAttention::apply(unit_stride(q), unit_stride(k), unit_stride(v), mask);
 }

@@ -120,7 +120,17 @@ class TrainerTest(trainlib.BackboneTestCase):
                            learning_rate=5e-3)
         _, metrics = trainlib.run(self.dir, self.backbone, [job], "learns", slots=1)
         # Five tags, the most frequent about a third of the words: chance is far below this.
-        self.assertGreater(metrics["jobs"]["tagging"]["eval"]["accuracy"], 0.7)
+        result = metrics["jobs"]["tagging"]
+        self.assertGreater(result["eval"]["accuracy"], 0.7)
+        # metrics.json records each evaluation with the best so far, as the coordinator's events do.
+        evaluations = result["evaluations"]
+        self.assertEqual([e["epoch"] for e in evaluations], [1, 2, 3])
+        for i, e in enumerate(evaluations):
+            accuracy = [x["metrics"]["accuracy"] for x in evaluations[:i + 1]]
+            best = evaluations[accuracy.index(max(accuracy))]
+            self.assertEqual(e["best"], {k: best[k] for k in ("step", "epoch", "metrics")}, f"evaluation {i}")
+        self.assertEqual(result["best"], evaluations[-1]["best"])
+        self.assertEqual(metrics["steps"], result["steps"], "a job alone: the group's steps are its steps")
 
     def test_bad_dataset_is_refused_naming_file_line_and_field(self):
         job = trainlib.job(self.dir, "bad", "sentiment", seed=1)
@@ -130,6 +140,29 @@ class TrainerTest(trainlib.BackboneTestCase):
                         os.path.join(self.dir, "bad-out")], check=False)
         self.assertNotEqual(proc.returncode, 0)
         self.assertIn('sentiment-train.tsv:202: field "label": "maybe" is not one of', proc.stderr)
+
+    def test_spec_mistakes_are_refused_naming_the_field_and_nothing_is_written_outside_out(self):
+        job = trainlib.job(self.dir, "named", "sentiment", seed=2)
+        for field, value in (("name", "../escaped"), ("name", "a/b"), ("name", ".hidden"), ("name", ""),
+                             ("start_after_step", -1)):
+            entry = dict(job, **{field: value})
+            out = os.path.join(self.dir, "mistake-out")
+            proc = lib.run([lib.binary("bitfleet-train"), "run", "--spec", self.write_spec([entry]), "--out", out],
+                           check=False)
+            self.assertEqual(proc.returncode, 2, proc.stderr)
+            self.assertIn(f"jobs[0].{field}: must be", proc.stderr)
+            self.assertFalse(os.path.exists(out))
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "escaped.safetensors")))
+
+    def test_a_local_job_need_not_name_a_backbone(self):
+        job = trainlib.job(self.dir, "nameless", "sentiment", seed=4, epochs=1, max_steps=2)
+        del job["backbone"]
+        out, metrics = trainlib.run(self.dir, self.backbone, [job], "no-backbone", slots=1)
+        self.assertEqual(metrics["jobs"]["nameless"]["status"], "succeeded")
+        self.assertEqual(metrics["steps"], 2)
+        _, metadata = trainlib.artifact(out, "nameless")
+        self.assertEqual(metadata["backbone"], os.path.basename(self.backbone), "the spec's backbone directory")
+        self.assertFalse(os.path.exists(os.path.join(out, "checkpoints")), "no checkpoints were asked for")
 
     def write_spec(self, jobs):
         import json

@@ -1,5 +1,6 @@
 #include "worker/local/local_run.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <deque>
@@ -53,6 +54,14 @@ struct Spec {
   std::vector<LocalJob> jobs;
 };
 
+bool is_file_name(const std::string& s) {
+  if (s.empty() || s.size() > 128 || s[0] == '.') return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == '-';
+  });
+}
+
 std::string resolve(const fs::path& base, const std::string& path) {
   fs::path p(path);
   return p.is_absolute() ? p.string() : (base / p).lexically_normal().string();
@@ -79,19 +88,27 @@ Result<Spec> read_spec(const std::string& path) {
     LocalJob job;
     job.name = "job" + std::to_string(i);
     if (entry.is_object() && entry.contains("name")) {
-      if (!entry["name"].is_string() || entry["name"].get<std::string>().empty()) {
-        return invalid_argument(path + ": " + at + ".name: must be a non-empty string", at + ".name");
+      // The name is the artifact's and checkpoint's file name in OUT: nothing that leaves OUT.
+      if (!entry["name"].is_string() || !is_file_name(entry["name"].get<std::string>())) {
+        return invalid_argument(path + ": " + at +
+                                    ".name: must be 1 to 128 characters of letters, digits, '.', '_' or '-', "
+                                    "not starting with '.'",
+                                at + ".name");
       }
       job.name = entry["name"].get<std::string>();
       entry.erase("name");
     }
     if (entry.is_object() && entry.contains("start_after_step")) {
-      if (!entry["start_after_step"].is_number_integer()) {
-        return invalid_argument(path + ": " + at + ".start_after_step: must be an integer", at + ".start_after_step");
+      if (!entry["start_after_step"].is_number_integer() || entry["start_after_step"].get<int64_t>() < 0) {
+        return invalid_argument(path + ": " + at + ".start_after_step: must be an integer >= 0",
+                                at + ".start_after_step");
       }
       job.start_after_step = entry["start_after_step"].get<int64_t>();
       entry.erase("start_after_step");
     }
+    // The spec names the backbone once; a job may repeat a name for it (the artifact records the
+    // directory's), and need not.
+    if (entry.is_object() && !entry.contains("backbone")) entry["backbone"] = "local";
     auto request = common::parse_job_request(entry, common::FileRefs::kLocalPaths, at);
     if (!request.is_ok()) return request.status().with_context(path);
     job.request = std::move(request).value();
@@ -169,8 +186,11 @@ class LocalRun final : public engine::SlotDriver {
     }
     if (running_.empty() && turn.admit.empty()) {
       // Nothing to train: done, or only jobs held back by start_after_step (the clock is the step count).
-      if (pending_.empty()) turn.stop = true;
-      ++steps_;
+      if (pending_.empty()) {
+        turn.stop = true;
+      } else {
+        ++steps_;
+      }
     }
     return turn;
   }
@@ -202,7 +222,7 @@ class LocalRun final : public engine::SlotDriver {
   }
 
   Status evaluated(int slot, const engine::Evaluation& evaluation) override {
-    running_[slot]->evaluations.push_back(engine::evaluation_json(evaluation, std::nullopt));
+    running_[slot]->evaluations.push_back(engine::evaluation_json(evaluation, trainer_.best(slot)));
     return Status::ok();
   }
 
@@ -237,7 +257,8 @@ class LocalRun final : public engine::SlotDriver {
         *data = std::make_shared<text::Dataset>(std::move(loaded));
       }
     }
-    return leader_ ? common::make_directories(checkpoints_) : Status::ok();
+    const bool checkpointing = options_.checkpoint_every > 0 || options_.stop_after_steps > 0;
+    return leader_ ? common::make_directories(checkpointing ? checkpoints_ : options_.out_dir) : Status::ok();
   }
 
   void count(const StepReport& report) {

@@ -242,21 +242,25 @@ class LocalRun final : public engine::SlotDriver {
   }
 
  private:
+  Status load_job_data(LocalJob& job) {
+    BITFLEET_RETURN_IF_ERROR(trainer_.check(job.request));
+    const auto& r = job.request;
+    auto load = [&](const std::string& file) {
+      return text::load_dataset(file, file, r.task, tokenizer_, r.hyperparameters.max_seq_len);
+    };
+    BITFLEET_ASSIGN_OR_RETURN(text::Dataset train, load(r.train_file));
+    job.train = std::make_shared<text::Dataset>(std::move(train));
+    for (auto [file, data] : {std::pair{&r.validation_file, &job.validation}, {&r.test_file, &job.test}}) {
+      if (file->empty()) continue;
+      BITFLEET_ASSIGN_OR_RETURN(text::Dataset loaded, load(*file));
+      *data = std::make_shared<text::Dataset>(std::move(loaded));
+    }
+    return Status::ok();
+  }
+
   // Every rank reads and tokenizes the data itself; bad data stops the run before any training.
   Status load_data() {
-    for (auto& job : spec_.jobs) {
-      BITFLEET_RETURN_IF_ERROR(trainer_.check(job.request).with_context("job " + job.name));
-      const auto& r = job.request;
-      BITFLEET_ASSIGN_OR_RETURN(text::Dataset train, text::load_dataset(r.train_file, r.train_file, r.task, tokenizer_,
-                                                                        r.hyperparameters.max_seq_len));
-      job.train = std::make_shared<text::Dataset>(std::move(train));
-      for (auto [file, data] : {std::pair{&r.validation_file, &job.validation}, {&r.test_file, &job.test}}) {
-        if (file->empty()) continue;
-        BITFLEET_ASSIGN_OR_RETURN(text::Dataset loaded, text::load_dataset(*file, *file, r.task, tokenizer_,
-                                                                           r.hyperparameters.max_seq_len));
-        *data = std::make_shared<text::Dataset>(std::move(loaded));
-      }
-    }
+    for (auto& job : spec_.jobs) BITFLEET_RETURN_IF_ERROR(load_job_data(job).with_context("job " + job.name));
     const bool checkpointing = options_.checkpoint_every > 0 || options_.stop_after_steps > 0;
     return leader_ ? common::make_directories(checkpointing ? checkpoints_ : options_.out_dir) : Status::ok();
   }

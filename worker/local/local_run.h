@@ -1,9 +1,10 @@
 // LocalRun: `bitfleet-train run` — trains every task of a spec together on one backbone, without
 // a coordinator, alone or as every rank of `mpirun -np R`.
 //
-// Spec (paths relative to the spec file):
+// Spec (paths relative to the spec file; docs/user-guide.md "Training without a coordinator"):
 //   {"backbone": "models/minilm", "slots": 4, "max_labels": 64, "threads": 1, "log_every": 10,
 //    "jobs": [{"name": "rte", "start_after_step": 0, <a job request with local file paths>}]}
+// A job's name is a file name (letters, digits, '.', '_', '-'); its "backbone" may be left out.
 // Jobs beyond the free slots wait and enter as slots free up; "start_after_step" holds a job back
 // until the group has run that many steps. Output (rank 0): OUT/<name>.safetensors per finished
 // job (Hugging Face names), OUT/metrics.json, and with checkpoints OUT/checkpoints/<name>.safetensors.

@@ -15,16 +15,6 @@ constexpr std::array<std::string_view, kNumBiasKinds> kBiasKindNames = {
 constexpr size_t kMaxMetadataBytes = 16 * 1024;
 constexpr int64_t kMaxSafeInteger = (int64_t{1} << 53) - 1;  // exact in every JSON peer
 
-bool is_backbone_name(std::string_view s) {
-  if (s.empty() || s.size() > 128) return false;
-  for (char c : s) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-';
-    if (!ok) return false;
-  }
-  return true;
-}
-
 std::string all_kind_names() {
   std::string out;
   for (auto n : kBiasKindNames) out += (out.empty() ? "" : ", ") + std::string(n);
@@ -210,6 +200,16 @@ void check_evaluation(JobRequest& r, JsonFields& f) {
 
 }  // namespace
 
+bool is_plain_name(std::string_view s) {
+  if (s.empty() || s.size() > 128) return false;
+  for (char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
 bool is_resource_id(std::string_view id, std::string_view prefix) {
   if (id.size() != prefix.size() + 24 || id.substr(0, prefix.size()) != prefix) return false;
   for (char c : id.substr(prefix.size())) {
@@ -223,7 +223,7 @@ Result<JobRequest> parse_job_request(const nlohmann::json& body, FileRefs refs,
   JobRequest r;
   JsonFields f(body, path);
   r.backbone = f.string("backbone", std::nullopt, 128);
-  if (f.ok() && !is_backbone_name(r.backbone)) {
+  if (f.ok() && !is_plain_name(r.backbone)) {
     f.fail("backbone", "must be 1 to 128 characters of letters, digits, '.', '_' or '-'");
   }
   auto file_ref = [&](std::string_view key, bool required) {

@@ -122,6 +122,10 @@ nlohmann::json to_json(const JobRequest& request);
 nlohmann::json to_json(const TaskSpec& task);
 nlohmann::json to_json(const Hyperparameters& hyperparameters);
 
+// 1 to 128 characters of letters, digits, '.', '_' or '-': a backbone's name, and (not starting
+// with '.') a file name that stays in its directory.
+bool is_plain_name(std::string_view s);
+
 // Resource ids the coordinator hands out: a prefix and 24 lower-case hex digits.
 bool is_resource_id(std::string_view id, std::string_view prefix);
 inline bool is_file_id(std::string_view id) { return is_resource_id(id, "file-"); }

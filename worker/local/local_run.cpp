@@ -1,6 +1,5 @@
 #include "worker/local/local_run.h"
 
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <deque>
@@ -11,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/file_util.h"
+#include "common/job_spec.h"
 #include "common/json_fields.h"
 #include "common/log.h"
 #include "worker/engine/session.h"
@@ -54,14 +54,6 @@ struct Spec {
   std::vector<LocalJob> jobs;
 };
 
-bool is_file_name(const std::string& s) {
-  if (s.empty() || s.size() > 128 || s[0] == '.') return false;
-  return std::all_of(s.begin(), s.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-           c == '-';
-  });
-}
-
 std::string resolve(const fs::path& base, const std::string& path) {
   fs::path p(path);
   return p.is_absolute() ? p.string() : (base / p).lexically_normal().string();
@@ -89,13 +81,14 @@ Result<Spec> read_spec(const std::string& path) {
     job.name = "job" + std::to_string(i);
     if (entry.is_object() && entry.contains("name")) {
       // The name is the artifact's and checkpoint's file name in OUT: nothing that leaves OUT.
-      if (!entry["name"].is_string() || !is_file_name(entry["name"].get<std::string>())) {
+      const std::string name = entry["name"].is_string() ? entry["name"].get<std::string>() : "";
+      if (!common::is_plain_name(name) || name[0] == '.') {
         return invalid_argument(path + ": " + at +
                                     ".name: must be 1 to 128 characters of letters, digits, '.', '_' or '-', "
                                     "not starting with '.'",
                                 at + ".name");
       }
-      job.name = entry["name"].get<std::string>();
+      job.name = name;
       entry.erase("name");
     }
     if (entry.is_object() && entry.contains("start_after_step")) {
